@@ -1,0 +1,42 @@
+"""tfp-realnvp: Real NVP density models as TFP bijectors, trained with Keras 3."""
+
+import pathlib
+
+from setuptools import find_packages
+from setuptools import setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="tfp-realnvp",
+    version="0.1.0",
+    description=("Real NVP (Dinh et al., ICLR 2017) as TensorFlow Probability "
+                 "bijectors with Keras 3 training and TF Serving export"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["tfp_realnvp", "tfp_realnvp.*",
+                                    "training", "training.*"]),
+    include_package_data=True,
+    install_requires=[
+        # tf-keras (imported by TFP 0.25) requires the `tensorflow` wheel
+        # itself; GPU users add `tensorflow[and-cuda]==2.21.*`.
+        "tensorflow==2.21.*",
+        "tensorflow-probability==0.25.0",
+        "tf-keras==2.21.*",
+        "keras>=3.10,<4",
+        "numpy>=1.26,<3",
+        "tensorflow-datasets>=4.9,<4.10",
+        "importlib_resources>=6",
+        "scikit-learn>=1.4",
+        "pillow>=10",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "License :: OSI Approved :: Apache Software License",
+    ],
+)

@@ -1,0 +1,311 @@
+"""The RealNVP model: exactness of the whole flow, the paper's architecture,
+the public API, class conditioning, serialization and input errors."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tensorflow_probability.python.bijectors import chain as chain_lib
+from tensorflow_probability.python.bijectors import invert as invert_lib
+from tensorflow_probability.python.bijectors import joint_map as joint_map_lib
+from tensorflow_probability.python.distributions import (
+    transformed_distribution as td_lib)
+
+import tfp_realnvp
+from conftest import dense_log_det, perturb_weights
+from tfp_realnvp import bijectors
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+# TFP returns the non-composite-tensor variants (`_Chain`, ...) when a part
+# holds Keras layers; these are the classes every variant derives from.
+Chain = chain_lib._Chain  # pylint: disable=protected-access
+JointMap = joint_map_lib._JointMap  # pylint: disable=protected-access
+Invert = invert_lib._Invert  # pylint: disable=protected-access
+TransformedDistribution = td_lib._TransformedDistribution  # pylint: disable=protected-access
+
+SMALL = dict(num_res_blocks=1, num_filters=8)
+
+
+def _model(shape, num_scales, seed=0, **kwargs):
+  args = dict(SMALL)
+  args.update(kwargs)
+  model = tfp_realnvp.RealNVP(image_shape=shape, num_scales=num_scales,
+                              **args)
+  perturb_weights([model], seed=seed, scale=0.2)
+  return model
+
+
+def _images(rng, n, shape):
+  return tf.constant(rng.uniform(0, 256, size=(n,) + shape), tf.float32)
+
+
+@pytest.mark.parametrize("shape,num_scales", [((4, 4, 1), 2), ((8, 8, 3), 2),
+                                              ((8, 8, 1), 2), ((4, 4, 1), 1)])
+def test_full_flow_inverse_and_log_det(shape, num_scales, rng):
+  model = _model(shape, num_scales)
+  x = _images(rng, 3, shape)
+  flow = model.flow(training=False)
+  z = flow.forward(x)
+  assert z.shape == (3, int(np.prod(shape)))
+  # Round trip in the flow's working coordinates (after the fixed logit
+  # preprocessing, which LogitPreprocess's own test covers): max abs < 1e-4.
+  core, preprocess = flow.bijectors
+  y = preprocess.forward(x)
+  y_back = core.inverse(tf.identity(core.forward(y)))
+  np.testing.assert_allclose(y_back.numpy(), y.numpy(), atol=1e-4, rtol=0)
+  # In pixel units d(pixel)/d(logit) = p(1-p)·256/(1-2α) reaches 71, which
+  # magnifies the float32 round-off above; 1e-3 is still a thousandth of a
+  # quantization bin.
+  x_back = flow.inverse(tf.identity(z))
+  np.testing.assert_allclose(x_back.numpy(), x.numpy(), atol=1e-3, rtol=0)
+  ldj = flow.forward_log_det_jacobian(x, event_ndims=3).numpy()
+  dense = dense_log_det(model.flow(training=False).forward, x)
+  np.testing.assert_allclose(ldj, dense, atol=1e-3, rtol=0)
+  # The perturbed coupling and batch-norm layers contribute real volume
+  # change beyond the fixed logit preprocessing.
+  logit_ldj = bijectors.LogitPreprocess(model.alpha).forward_log_det_jacobian(
+      x, event_ndims=3).numpy()
+  assert np.abs(ldj - logit_ldj).max() > 0.5
+  assert np.ptp(ldj - logit_ldj) > 0.1  # and it depends on x (couplings)
+
+
+def test_change_of_variables(rng):
+  model = _model((8, 8, 1), 2, seed=1)
+  z = tf.constant(rng.normal(size=(4, 64)), tf.float32)
+  x = model.decode(z)
+  dist = model.distribution(training=False)
+  flow = model.flow(training=False)
+  fldj = flow.forward_log_det_jacobian(tf.identity(x), event_ndims=3)
+  base = tfd.Independent(tfd.Normal(tf.zeros(64), 1.0), 1).log_prob(z)
+  np.testing.assert_allclose(dist.log_prob(tf.identity(x)).numpy(),
+                             (base + fldj).numpy(), rtol=1e-5, atol=1e-2)
+  # ... and the model's own log_prob / bits_per_dim agree with the dist
+  # (on images inside the pixel range, which the model checks).
+  images = _images(rng, 4, (8, 8, 1))
+  lp = model.log_prob(images).numpy()
+  np.testing.assert_allclose(lp, dist.log_prob(images).numpy(), rtol=1e-6)
+  np.testing.assert_allclose(model.bits_per_dim(images).numpy(),
+                             -lp / (64 * math.log(2)), rtol=1e-6)
+
+
+def test_distribution_is_a_tfp_transformed_distribution(rng):
+  model = _model((8, 8, 1), 2)
+  dist = model.distribution()
+  assert isinstance(dist, TransformedDistribution)
+  assert dist.event_shape == (8, 8, 1)
+  assert isinstance(dist.bijector, Invert)
+  samples = dist.sample(5, seed=(3, 4))
+  assert samples.shape == (5, 8, 8, 1)
+  assert np.all(np.isfinite(dist.log_prob(samples).numpy()))
+  assert dist.sample(seed=(1, 1)).shape == (8, 8, 1)  # no batch dimension
+
+
+def _couplings_in_order(bij):
+  """Walks the bijector tree, yielding leaf bijectors in data->latent order."""
+  if isinstance(bij, Chain) and not bij.name.startswith("squeeze"):
+    for b in reversed(bij.bijectors):
+      yield from _couplings_in_order(b)
+  elif isinstance(bij, JointMap):
+    for b in bij.bijectors:
+      yield from _couplings_in_order(b)
+  else:
+    yield bij
+
+
+def test_architecture_matches_section_3_6():
+  model = tfp_realnvp.RealNVP((16, 16, 3), num_scales=3, **SMALL)
+  leaves = list(_couplings_in_order(model.flow()))
+  assert isinstance(leaves[0], bijectors.LogitPreprocess)
+  per_scale = {}
+  shapes = {}
+  scale = 0
+  for leaf in leaves[1:]:
+    if isinstance(leaf, bijectors.AffineCoupling):
+      per_scale.setdefault(scale, []).append((leaf.mask_type, leaf.parity))
+      shapes.setdefault(scale, []).append(leaf.network.out_channels)
+    elif isinstance(leaf, Invert):  # the concat closing a factor-out
+      pass
+    elif isinstance(leaf, tfb.Split):
+      scale += 1
+  cb, ch = "checkerboard", "channel"
+  assert per_scale[0] == [(cb, 0), (cb, 1), (cb, 0), (ch, 0), (ch, 1), (ch, 0)]
+  assert per_scale[1] == per_scale[0]
+  assert per_scale[2] == [(cb, 0), (cb, 1), (cb, 0), (cb, 1)]
+  # channels transformed: 3 at 16x16, 12/2 after squeeze, 6, 24/2, 12 (last).
+  assert shapes[0] == [3, 3, 3, 6, 6, 6]
+  assert shapes[1] == [6, 6, 6, 12, 12, 12]
+  assert shapes[2] == [12, 12, 12, 12]
+  # A batch-norm bijector follows every coupling.
+  kinds = [type(b).__name__ for b in leaves]
+  for i, kind in enumerate(kinds):
+    if kind == "AffineCoupling":
+      assert kinds[i + 1] == "BatchNormalization"
+  # Factored dims: 16*16*3 = 768 = 384 (scale 1) + 192 (scale 2) + 192.
+  assert model.latent_shapes == ((8, 8, 6), (4, 4, 12), (4, 4, 12))
+  assert [int(np.prod(s)) for s in model.latent_shapes] == [384, 192, 192]
+  # Feature maps double at each coarser scale.
+  filters = [net.num_filters for net in model.coupling_networks]
+  assert filters == [8] * 6 + [16] * 6 + [32] * 4
+
+
+def test_per_scale_latents(rng):
+  model = _model((8, 8, 1), 2)
+  x = _images(rng, 2, (8, 8, 1))
+  z = model.encode(x)
+  parts = model.split_latent(z)
+  assert [tuple(p.shape) for p in parts] == [(2, 4, 4, 2), (2, 4, 4, 2)]
+  np.testing.assert_array_equal(model.merge_latent(parts).numpy(), z.numpy())
+  # The first part is exactly the factored-out half after scale 1.
+  flow = model.flow()
+  scale0 = flow.bijectors[0]  # Chain([scale chain, logit])
+  factor = scale0.bijectors[0]
+  inner = tfb.Chain(list(scale0.bijectors[1:]))
+  h = inner.forward(model.flow().bijectors[1].forward(x))
+  np.testing.assert_allclose(parts[0].numpy(), h[..., :2].numpy(), atol=1e-5)
+  assert factor.name.startswith("factor_out")
+
+
+def test_sample_interpolate_shapes_and_determinism():
+  model = _model((8, 8, 1), 2)
+  a = model.sample(6, temperature=0.7, seed=(1, 2))
+  b = model.sample(6, temperature=0.7, seed=(1, 2))
+  c = model.sample(6, temperature=0.7, seed=(1, 3))
+  assert a.shape == (6, 8, 8, 1)
+  np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert not np.array_equal(a.numpy(), c.numpy())
+  assert np.all(np.isfinite(a.numpy()))
+  assert a.numpy().min() >= 0 and a.numpy().max() < 256
+  four = model.sample(4, seed=(5, 6))
+  grid = model.interpolate(four, steps=5)
+  assert grid.shape == (5, 5, 8, 8, 1)
+  # Corners of the eq. 19 manifold are the inputs (φ, φ' ∈ {0, π/2}).
+  np.testing.assert_allclose(grid[0, 0].numpy(), four[0].numpy(), atol=1e-3)
+  np.testing.assert_allclose(grid[0, -1].numpy(), four[1].numpy(), atol=1e-3)
+  np.testing.assert_allclose(grid[-1, 0].numpy(), four[2].numpy(), atol=1e-3)
+  np.testing.assert_allclose(grid[-1, -1].numpy(), four[3].numpy(), atol=1e-3)
+
+
+def test_temperature_scales_latents():
+  model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, **SMALL)
+  # Unclipped samples may leave [0, 256) slightly, so use the flow itself.
+  flow = model.flow()
+  cold = flow.forward(model.sample(4, temperature=0.5, seed=(7, 7),
+                                   clip=False))
+  hot = flow.forward(model.sample(4, temperature=1.0, seed=(7, 7),
+                                  clip=False))
+  np.testing.assert_allclose(cold.numpy(), 0.5 * hot.numpy(), atol=1e-3)
+
+
+def test_call_returns_log_prob_and_training_flag_follows_keras(rng):
+  model = _model((8, 8, 1), 2)
+  x = _images(rng, 8, (8, 8, 1))
+  state = model.batch_norm_states[0]
+  before = state.moving_mean.numpy().copy()
+  inference = model(x, training=False)
+  np.testing.assert_array_equal(state.moving_mean.numpy(), before)
+  np.testing.assert_allclose(inference.numpy(), model.log_prob(x).numpy(),
+                             rtol=1e-6)
+  training = model(x, training=True)
+  assert training.shape == (8,)
+  assert not np.allclose(state.moving_mean.numpy(), before)
+  assert not np.allclose(training.numpy(), inference.numpy())
+
+
+def test_class_conditional(rng):
+  model = _model((8, 8, 1), 2, num_classes=3)
+  x = _images(rng, 4, (8, 8, 1))
+  lp0 = model((x, tf.constant([0, 0, 0, 0])), training=False).numpy()
+  lp1 = model((x, tf.constant([1, 1, 1, 1])), training=False).numpy()
+  assert np.all(np.abs(lp0 - lp1) > 1e-3)
+  dist = model.distribution(labels=tf.constant([2, 2, 2, 2]))
+  assert dist.batch_shape == (4,)
+  np.testing.assert_allclose(
+      dist.log_prob(x).numpy(),
+      model.log_prob(x, labels=tf.constant([2, 2, 2, 2])).numpy(), rtol=1e-6)
+  bpd = model.bits_per_dim((x, tf.constant([1, 1, 1, 1]))).numpy()
+  np.testing.assert_allclose(bpd, -lp1 / (64 * math.log(2)), rtol=1e-6)
+  labels = tf.constant([0, 1, 2, 1])
+  z = model.encode(x, labels)
+  np.testing.assert_allclose(model.decode(z, labels).numpy(), x.numpy(),
+                             atol=1e-3)
+  for k in range(3):
+    s = model.sample(5, labels=tf.fill([5], k), seed=(k, 1))
+    assert s.shape == (5, 8, 8, 1)
+    assert np.all(np.isfinite(s.numpy()))
+  # Different classes decode the same latent differently.
+  eps = tf.constant(rng.normal(size=(1, 64)), tf.float32)
+  assert not np.allclose(model.decode(eps, [0]).numpy(),
+                         model.decode(eps, [1]).numpy())
+  assert model.interpolate(x, steps=3, labels=1).shape == (3, 3, 8, 8, 1)
+  with pytest.raises(ValueError, match=r"\(images, labels\)"):
+    model(x)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[0, 3\)"):
+    model.log_prob(x, labels=tf.constant([0, 1, 3, 0]))
+  with pytest.raises(TypeError, match="integers"):
+    model.log_prob(x, labels=tf.constant([0.0, 1.0, 2.0, 0.0]))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(image_shape=(28, 28, 1), num_scales=4), "divisible by"),
+    (dict(image_shape=(12, 10, 1), num_scales=3), "divisible by"),
+    (dict(image_shape=(8, 8, 1), num_scales=4), "at least 2x2"),
+    (dict(image_shape=(4, 4, 1), num_scales=3), "at least 2x2"),
+    (dict(image_shape=(8, 8), num_scales=1), "three positive integers"),
+    (dict(image_shape=(8, 8, 1), coupling="spline"), "coupling must be"),
+    (dict(image_shape=(8, 8, 1), num_scales=0), "num_scales"),
+    (dict(image_shape=(8, 8, 1), num_classes=1), "num_classes"),
+    (dict(image_shape=(8, 8, 1), alpha=0.7), "alpha"),
+    (dict(image_shape=(8, 8, 1), num_filters=0), "num_filters"),
+])
+def test_constructor_errors(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    tfp_realnvp.RealNVP(**kwargs)
+
+
+def test_bad_inputs_get_clear_errors():
+  model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, **SMALL)
+  good = tf.fill([2, 8, 8, 1], 100.0)
+  with pytest.raises(ValueError, match=r"\[N, 8, 8, 1\]"):
+    model.log_prob(tf.zeros([2, 8, 8, 3]))
+  with pytest.raises(TypeError, match="float32 images"):
+    model.log_prob(tf.zeros([2, 8, 8, 1], tf.uint8))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="above 256"):
+    model.log_prob(tf.fill([2, 8, 8, 1], 300.0))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="below 0"):
+    model.log_prob(tf.fill([2, 8, 8, 1], -1.0))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf"):
+    model.log_prob(tf.fill([2, 8, 8, 1], float("nan")))
+  with pytest.raises(ValueError, match=r"\[N, 64\]"):
+    model.decode(tf.zeros([2, 63]))
+  with pytest.raises(ValueError, match="unconditional"):
+    model.log_prob(good, labels=[0, 1])
+  with pytest.raises(ValueError, match="4 images"):
+    model.interpolate(good)
+  assert np.all(np.isfinite(model.log_prob(good).numpy()))
+
+
+def test_save_and_restore_give_identical_log_prob(tmp_path, rng):
+  model = _model((8, 8, 1), 2, num_classes=2)
+  x = _images(rng, 3, (8, 8, 1))
+  labels = tf.constant([0, 1, 1])
+  expected = model.log_prob(x, labels).numpy()
+
+  path = str(tmp_path / "realnvp.weights.h5")
+  model.save_weights(path)
+  other = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_classes=2, **SMALL)
+  assert not np.allclose(other.log_prob(x, labels).numpy(), expected)
+  other.load_weights(path)
+  np.testing.assert_array_equal(other.log_prob(x, labels).numpy(), expected)
+
+  keras_path = str(tmp_path / "realnvp.keras")
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.save(keras_path)
+  loaded = keras.models.load_model(keras_path)
+  assert isinstance(loaded, tfp_realnvp.RealNVP)
+  assert loaded.get_config() == model.get_config()
+  np.testing.assert_array_equal(loaded.log_prob(x, labels).numpy(), expected)

@@ -1,0 +1,16 @@
+"""tfp-realnvp: Real NVP (Dinh et al., ICLR 2017) as TFP bijectors + Keras 3.
+
+```python
+import tfp_realnvp
+model = tfp_realnvp.RealNVP(image_shape=(28, 28, 1), num_scales=2)
+dist = model.distribution()          # tfd.TransformedDistribution
+```
+"""
+
+from tfp_realnvp import bijectors
+from tfp_realnvp import networks
+from tfp_realnvp.model import RealNVP
+
+__version__ = "0.1.0"
+
+__all__ = ["RealNVP", "bijectors", "networks", "__version__"]

@@ -1,0 +1,54 @@
+"""Base class for bijectors whose value and log-det come from one pass.
+
+TFP calls `_forward` and `_forward_log_det_jacobian` separately. For a
+coupling that would run the s/t network twice (and apply Keras batch-norm
+updates twice). Subclasses here implement `_augmented_forward(x) -> (y, fldj)`
+and `_augmented_inverse(y) -> (x, ildj)` once; TFP's greedy-attribute cache
+(the mechanism `tfb.FFJORD` uses) stores the log-det next to the value, so
+`forward` followed by `forward_log_det_jacobian` on the same tensor (what
+`TransformedDistribution.log_prob` does) costs one evaluation.
+"""
+
+from tensorflow_probability.python.bijectors import bijector as bijector_lib
+from tensorflow_probability.python.internal import cache_util
+
+
+class OnePassBijector(bijector_lib.Bijector):
+  """A `tfb.Bijector` that computes its value and log-det together."""
+
+  _cache = cache_util.BijectorCacheWithGreedyAttrs(
+      forward_name="_cached_forward", inverse_name="_cached_inverse")
+
+  @classmethod
+  def _parameter_properties(cls, dtype):
+    return dict()
+
+  def _augmented_forward(self, x):
+    """Returns `(y, forward log-det per event)`."""
+    raise NotImplementedError
+
+  def _augmented_inverse(self, y):
+    """Returns `(x, inverse log-det per event)`."""
+    raise NotImplementedError
+
+  def _cached_forward(self, x):
+    y, fldj = self._augmented_forward(x)
+    return y, {"ildj": -fldj}
+
+  def _cached_inverse(self, y):
+    x, ildj = self._augmented_inverse(y)
+    return x, {"ildj": ildj}
+
+  def _forward(self, x):
+    return self._augmented_forward(x)[0]
+
+  def _inverse(self, y):
+    return self._augmented_inverse(y)[0]
+
+  def _forward_log_det_jacobian(self, x):
+    self.forward(x)  # one evaluation that fills the cache, or a cache hit
+    return -self._cache.forward_attributes(x)["ildj"]
+
+  def _inverse_log_det_jacobian(self, y):
+    self.inverse(y)
+    return self._cache.inverse_attributes(y)["ildj"]

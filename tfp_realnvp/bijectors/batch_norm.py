@@ -1,0 +1,165 @@
+"""Batch normalization as a bijector (Dinh et al., 2017, §3.7, eq. 17-18).
+
+```
+  forward (data -> latent):  y = (x - μ) / sqrt(σ² + ε) · exp(log_γ) + β
+  log|det J| (eq. 18):       H·W · Σ_c [ log_γ_c - ½ log(σ_c² + ε) ]
+  inverse:                   x = (y - β) · exp(-log_γ) · sqrt(σ² + ε) + μ
+```
+
+Statistics are per channel over the batch and spatial axes. In training mode
+(`training=True`, what Keras `fit` passes) `μ, σ²` are the statistics of the
+current batch and the moving averages are updated
+`m ← momentum·m + (1 - momentum)·batch`; the log-det treats the batch
+statistics as constants, as the paper does. In inference mode (`evaluate`,
+`predict`, export, sampling) the moving averages are used and the bijector is
+an exact per-channel affine map. The inverse always uses the moving averages
+(the statistics of an unseen `x` are not available), so sampling is a pure
+function of the weights.
+
+All state (moving mean/variance, learned `log_γ`, `β`) lives in a Keras 3
+layer, `BatchNormState`, owned by the model; the bijector only reads it (and
+updates the moving averages in training mode). Unlike `tfb.BatchNormalization`
+the training flag is chosen per call, not fixed at construction.
+"""
+
+import keras
+import tensorflow as tf
+from tfp_realnvp.bijectors import _util
+from tfp_realnvp.bijectors._one_pass import OnePassBijector
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class BatchNormState(keras.layers.Layer):
+  """Keras 3 layer holding the variables of one `BatchNormalization` bijector.
+
+  Args:
+    momentum: decay of the moving averages (the authors used 0.9-style
+      averages; Keras' own default is 0.99).
+    epsilon: added to the variance (the authors used 1e-4).
+    learn_scale: learn `log_γ` and `β` after normalizing (both start at 0,
+      so the learned part starts as the identity).
+  """
+
+  def __init__(self, momentum=0.9, epsilon=1e-4, learn_scale=True, **kwargs):
+    super().__init__(**kwargs)
+    if not 0.0 <= momentum < 1.0:
+      raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if epsilon <= 0.0:
+      raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    self.momentum = float(momentum)
+    self.epsilon = float(epsilon)
+    self.learn_scale = bool(learn_scale)
+
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    self.moving_mean = self.add_weight(
+        name="moving_mean", shape=(channels,), initializer="zeros",
+        trainable=False)
+    self.moving_variance = self.add_weight(
+        name="moving_variance", shape=(channels,), initializer="ones",
+        trainable=False)
+    if self.learn_scale:
+      self.log_gamma = self.add_weight(name="log_gamma", shape=(channels,),
+                                       initializer="zeros")
+      self.beta = self.add_weight(name="beta", shape=(channels,),
+                                  initializer="zeros")
+
+  def call(self, x):
+    raise TypeError("BatchNormState only holds variables; use the "
+                    "tfp_realnvp.bijectors.BatchNormalization bijector.")
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(momentum=self.momentum, epsilon=self.epsilon,
+                  learn_scale=self.learn_scale)
+    return config
+
+
+class BatchNormalization(OnePassBijector):
+  """Real NVP batch-norm bijector over `[..., H, W, C]` (event rank 3).
+
+  Example:
+
+  ```python
+  state = BatchNormState(momentum=0.9, epsilon=1e-4)
+  state.build((None, 8, 8, 3))
+  bn = BatchNormalization(state, training=True)
+  y = bn.forward(x)            # normalizes with batch stats, updates averages
+  ldj = bn.forward_log_det_jacobian(x, event_ndims=3)
+  ```
+
+  Args:
+    state: a built `BatchNormState` layer.
+    training: use batch statistics and update the moving averages.
+  """
+
+
+  def __init__(self, state, training=False, validate_args=False, name=None):
+    parameters = dict(locals())
+    if not isinstance(state, BatchNormState):
+      raise ValueError(f"state must be a BatchNormState layer, got "
+                       f"{type(state).__name__}")
+    if not state.built:
+      raise ValueError("state must be built (call state.build(shape)) before "
+                       "it is wrapped in a bijector")
+    self._state = state
+    self._training = bool(training)
+    super().__init__(forward_min_event_ndims=3, validate_args=validate_args,
+                     parameters=parameters, name=name or "batch_norm")
+
+  @property
+  def state(self):
+    return self._state
+
+  @property
+  def training(self):
+    return self._training
+
+  def _scale_and_shift(self, dtype):
+    if not self._state.learn_scale:
+      return tf.zeros([], dtype), tf.zeros([], dtype)
+    return (tf.cast(self._state.log_gamma, dtype),
+            tf.cast(self._state.beta, dtype))
+
+  def _moving_stats(self, dtype):
+    return (tf.cast(self._state.moving_mean, dtype),
+            tf.cast(self._state.moving_variance, dtype))
+
+  def _batch_stats_and_update(self, x):
+    """Batch mean/variance per channel; updates the moving averages."""
+    flat, _ = _util.flatten_batch(x)
+    # Moments in float32 even under a mixed-precision policy.
+    mean, variance = tf.nn.moments(tf.cast(flat, tf.float32), axes=[0, 1, 2])
+    m = self._state.momentum
+    state = self._state
+    state.moving_mean.assign(m * state.moving_mean + (1.0 - m) * mean)
+    state.moving_variance.assign(m * state.moving_variance +
+                                 (1.0 - m) * variance)
+    return tf.cast(mean, x.dtype), tf.cast(variance, x.dtype)
+
+  def _log_det(self, x, variance, log_gamma):
+    """Per-event forward log-det, eq. 18: H·W·Σ_c(log_γ - ½log(σ²+ε))."""
+    per_channel = log_gamma - 0.5 * tf.math.log(variance + self._state.epsilon)
+    per_channel = tf.broadcast_to(per_channel, tf.shape(x)[-1:])
+    spatial = tf.cast(tf.shape(x)[-3] * tf.shape(x)[-2], x.dtype)
+    ldj = spatial * tf.reduce_sum(per_channel)
+    return tf.fill(tf.shape(x)[:-3], ldj)
+
+  def _augmented_forward(self, x):
+    if self._training:
+      mean, variance = self._batch_stats_and_update(x)
+    else:
+      mean, variance = self._moving_stats(x.dtype)
+    log_gamma, beta = self._scale_and_shift(x.dtype)
+    y = ((x - mean) * tf.math.rsqrt(variance + self._state.epsilon) *
+         tf.exp(log_gamma) + beta)
+    fldj = self._log_det(x, variance, log_gamma)
+    return y, fldj
+
+  def _augmented_inverse(self, y):
+    mean, variance = self._moving_stats(y.dtype)
+    log_gamma, beta = self._scale_and_shift(y.dtype)
+    x = ((y - beta) * tf.exp(-log_gamma) *
+         tf.sqrt(variance + self._state.epsilon) + mean)
+    ildj = -self._log_det(y, variance, log_gamma)
+    return x, ildj

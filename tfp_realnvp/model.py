@@ -1,0 +1,525 @@
+"""`RealNVP`: the multi-scale Real NVP density model as a Keras 3 model.
+
+Dinh, Sohl-Dickstein, Bengio, "Density estimation using Real NVP", ICLR 2017.
+
+```
+ x ∈ [0,256)^(H×W×C)  (dequantized pixels)
+   │ LogitPreprocess            logit(α + (1-2α)x/256)            §4.1
+   ▼
+ ┌ scale 1 ──────────────────────────────────────────────────────────────┐
+ │ 3 × [AffineCoupling(checkerboard, parity 0,1,0) → BatchNormalization] │  eq. 9, 17
+ │ Squeeze  (H, W, C) → (H/2, W/2, 4C)                                   │  fig. 3
+ │ 3 × [AffineCoupling(channel, parity 0,1,0) → BatchNormalization]      │
+ │ factor out: first 2C channels → z(1); last 2C continue                │  eq. 13-16
+ └───────────────────────────────────────────────────────────────────────┘
+   ▼  ... scales 2 .. L-1 alike ...
+ ┌ scale L (last) ───────────────────────────────────────────────────────┐
+ │ 4 × [AffineCoupling(checkerboard, parity 0,1,0,1) → BatchNorm]        │
+ └───────────────────────────────────────────────────────────────────────┘
+   ▼
+ z = (z(1), ..., z(L)) ∈ R^D  ~  N(0, I)   or N(μ_y, σ_y²) for class y
+```
+
+`model.flow(training)` is that chain of TFP bijectors (`forward` = data ->
+latent); `model.distribution(training)` is
+`tfd.TransformedDistribution(base, tfb.Invert(flow))`, so `log_prob(x)` is
+exact by the change of variables and `sample` is one inverse pass. All
+trainable and moving state lives in Keras layers owned by this model; the
+bijectors are rebuilt (cheaply) on each call with the right training flag.
+
+Example:
+
+```python
+import tfp_realnvp
+model = tfp_realnvp.RealNVP(image_shape=(8, 8, 1), num_scales=2,
+                            num_res_blocks=1, num_filters=16)
+model.compile(optimizer="adam")        # loss is -log_prob; bits/dim is shown
+model.fit(images, epochs=2, batch_size=64)  # images: float32 in [0, 256)
+print(model.bits_per_dim(images[:8]))
+samples = model.sample(16, temperature=0.7, seed=(1, 2))
+```
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_realnvp import networks
+from tfp_realnvp import prior
+from tfp_realnvp.bijectors import batch_norm
+from tfp_realnvp.bijectors import coupling as coupling_lib
+from tfp_realnvp.bijectors import logit
+from tfp_realnvp.bijectors import multiscale
+from tfp_realnvp.bijectors import squeeze
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+COUPLING_TYPES = ("affine", "additive")
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class RealNVP(keras.Model):
+  """Multi-scale Real NVP on images, trainable with `model.fit`.
+
+  `call(x)` returns `log_prob(x)` in nats, shape `[N]`; the built-in loss is
+  `-mean(log_prob) + L2 penalty`, and a `bits_per_dim` metric is reported
+  next to it (`val_bits_per_dim` on validation data).
+
+  Args:
+    image_shape: `(H, W, C)`. H and W must be divisible by
+      `2**(num_scales - 1)` and the last scale must keep at least 2×2 pixels.
+    num_scales: number of scales; `1` is a single "last scale".
+    num_res_blocks: residual blocks in every s/t network.
+    num_filters: feature maps of the s/t networks at the finest scale; they
+      double at each coarser scale.
+    coupling: 'affine' (Real NVP) or 'additive' (NICE, s ≡ 0).
+    use_batch_norm: batch norm inside the s/t networks and a
+      `BatchNormalization` bijector after every coupling (paper §3.7).
+    num_classes: `None` for an unconditional model, or the number of classes
+      of a class-conditional one (labels condition the base Gaussian).
+    alpha: the logit preprocessing α (0.05 in the authors' code).
+    bn_momentum: moving-average decay of every batch norm.
+    bn_epsilon: variance epsilon of every batch norm (paper code: 1e-4).
+    use_weight_norm: weight-normalised convolutions in the s/t networks.
+    log_scale_init: initial learned factor in `s = scale · tanh(raw)`; it is
+      the initial bound on |s| per element.
+    l2_reg: L2 penalty on the s/t network weights (paper: 5e-5).
+    validate_inputs: check shape, dtype and the [0, 256] range of images
+      and the range of labels in every public method (cheap graph asserts).
+  """
+
+  def __init__(self, image_shape, num_scales=3, num_res_blocks=4,
+               num_filters=32, coupling="affine", use_batch_norm=True,
+               num_classes=None, alpha=0.05, bn_momentum=0.9, bn_epsilon=1e-4,
+               use_weight_norm=True, log_scale_init=1.0, l2_reg=5e-5,
+               validate_inputs=True, **kwargs):
+    super().__init__(**kwargs)
+    image_shape = _validate_image_shape(image_shape)
+    _validate_positive_int("num_scales", num_scales)
+    _validate_positive_int("num_res_blocks", num_res_blocks, allow_zero=True)
+    _validate_positive_int("num_filters", num_filters)
+    if coupling not in COUPLING_TYPES:
+      raise ValueError(f"coupling must be one of {COUPLING_TYPES}, got "
+                       f"{coupling!r}")
+    if num_classes is not None:
+      _validate_positive_int("num_classes", num_classes)
+      if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2 for a class-conditional "
+                         f"model (or None), got {num_classes}")
+    if not 0.0 < alpha < 0.5:
+      raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    if l2_reg < 0:
+      raise ValueError(f"l2_reg must be >= 0, got {l2_reg}")
+    height, width, channels = image_shape
+    factor = 2 ** (num_scales - 1)
+    if height % factor or width % factor:
+      raise ValueError(
+          f"image height and width must be divisible by 2**(num_scales-1) = "
+          f"{factor} (one squeeze per scale but the last); got image_shape "
+          f"{image_shape} with num_scales={num_scales}")
+    if height // factor < 2 or width // factor < 2:
+      raise ValueError(
+          f"the last scale would be {height // factor}x{width // factor} "
+          f"pixels; a checkerboard coupling needs at least 2x2. Use fewer "
+          f"scales than {num_scales} for image_shape {image_shape}")
+
+    self.image_shape = image_shape
+    self.num_scales = int(num_scales)
+    self.num_res_blocks = int(num_res_blocks)
+    self.num_filters = int(num_filters)
+    self.coupling = coupling
+    self.use_batch_norm = bool(use_batch_norm)
+    self.num_classes = None if num_classes is None else int(num_classes)
+    self.alpha = float(alpha)
+    self.bn_momentum = float(bn_momentum)
+    self.bn_epsilon = float(bn_epsilon)
+    self.use_weight_norm = bool(use_weight_norm)
+    self.log_scale_init = float(log_scale_init)
+    self.l2_reg = float(l2_reg)
+    self.validate_inputs = bool(validate_inputs)
+    self.event_size = height * width * channels
+
+    # The plan: one entry per bijector in data -> latent order. Layers are
+    # created and built here, so every weight exists after the constructor.
+    self._plan = []
+    self.coupling_networks = []
+    self.batch_norm_states = []
+    latent_shapes = []
+    shape = image_shape
+    for scale in range(self.num_scales):
+      last = scale == self.num_scales - 1
+      filters = self.num_filters * 2 ** scale
+      for k in range(4 if last else 3):
+        self._add_coupling(scale, coupling_lib.CHECKERBOARD, k % 2, shape,
+                           filters)
+      if last:
+        latent_shapes.append(shape)
+        break
+      self._plan.append(("squeeze", scale, shape))
+      shape = squeeze.squeeze_event_shape(shape)
+      for k in range(3):
+        self._add_coupling(scale, coupling_lib.CHANNEL, k % 2, shape, filters)
+      self._plan.append(("factor_out", scale, shape))
+      factored = (shape[0], shape[1], shape[2] // 2)
+      latent_shapes.append(factored)
+      shape = (shape[0], shape[1], shape[2] - shape[2] // 2)
+    self.latent_shapes = tuple(tuple(s) for s in latent_shapes)
+
+    self.prior = (prior.ClassConditionalPrior(self.num_classes,
+                                              self.event_size, name="prior")
+                  if self.num_classes else None)
+    if self.prior is not None:
+      self.prior.build()
+    self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
+    self.built = True
+
+  def _add_coupling(self, scale, mask_type, parity, shape, filters):
+    height, width, channels = shape
+    in_channels = coupling_lib.conditioner_input_channels(mask_type, channels)
+    out_channels = coupling_lib.conditioner_output_channels(mask_type,
+                                                            channels)
+    index = len(self.coupling_networks)
+    net = networks.CouplingResNet(
+        out_channels, num_filters=filters, num_blocks=self.num_res_blocks,
+        affine=self.coupling == "affine", use_batch_norm=self.use_batch_norm,
+        use_weight_norm=self.use_weight_norm, bn_momentum=self.bn_momentum,
+        bn_epsilon=self.bn_epsilon, log_scale_init=self.log_scale_init,
+        l2=self.l2_reg, name=f"st_net_{index}")
+    net.build((None, height, width, in_channels))
+    self.coupling_networks.append(net)
+    bn_index = None
+    if self.use_batch_norm:
+      state = batch_norm.BatchNormState(self.bn_momentum, self.bn_epsilon,
+                                        name=f"flow_bn_{index}")
+      state.build((None, height, width, channels))
+      bn_index = len(self.batch_norm_states)
+      self.batch_norm_states.append(state)
+    self._plan.append(("coupling", scale, shape, mask_type, parity, index,
+                       bn_index))
+
+  # --- the bijector chain ----------------------------------------------------
+
+  def flow(self, training=False):
+    """The whole flow as one TFP bijector, `forward`: images -> flat latent.
+
+    Maps `[..., H, W, C]` dequantized pixels to `[..., D]`; the Keras layers
+    run in training mode (batch statistics, moving-average updates) when
+    `training` is True, in inference mode otherwise.
+    """
+    training = bool(training)
+    preprocess = logit.LogitPreprocess(alpha=self.alpha)
+    return tfb.Chain([self._segment(0, training), preprocess],
+                     name="real_nvp_flow")
+
+  def _segment(self, start, training):
+    """Bijector for the plan from `start` on, ending in the flat latent."""
+    steps = []  # in data -> latent order
+    for i in range(start, len(self._plan)):
+      entry = self._plan[i]
+      kind = entry[0]
+      if kind == "coupling":
+        _, scale, _, mask_type, parity, index, bn_index = entry
+        steps.append(coupling_lib.AffineCoupling(
+            self.coupling_networks[index], mask_type=mask_type, parity=parity,
+            additive=self.coupling == "additive", training=training,
+            name=f"coupling_{index}_s{scale}_{mask_type}{parity}"))
+        if bn_index is not None:
+          steps.append(batch_norm.BatchNormalization(
+              self.batch_norm_states[bn_index], training=training,
+              name=f"batch_norm_{bn_index}_s{scale}"))
+      elif kind == "squeeze":
+        steps.append(squeeze.Squeeze(entry[2], name=f"squeeze_s{entry[1]}"))
+      elif kind == "factor_out":
+        rest = self._segment(i + 1, training)
+        steps.append(multiscale.factor_out(entry[2], rest,
+                                           name=f"factor_out_s{entry[1]}"))
+        return tfb.Chain(steps[::-1], name=f"scale_{self._plan[start][1]}")
+    steps.append(multiscale.flatten(self.latent_shapes[-1]))
+    return tfb.Chain(steps[::-1], name=f"scale_{self._plan[start][1]}")
+
+  def base_distribution(self, labels=None, temperature=1.0):
+    """The Gaussian over the flat latent `[D]` (batch `[N]` if conditional)."""
+    if self.prior is None:
+      if labels is not None:
+        raise ValueError("labels were given to an unconditional model "
+                         "(num_classes=None)")
+      loc = tf.zeros([self.event_size])
+      log_scale = tf.zeros([self.event_size])
+    else:
+      labels = self._check_labels(labels)
+      loc, log_scale = self.prior(labels)
+    log_scale = log_scale + tf.math.log(tf.cast(temperature, log_scale.dtype))
+    return prior.gaussian(loc, log_scale)
+
+  def distribution(self, training=False, labels=None):
+    """`tfd.TransformedDistribution` over images, event shape `image_shape`.
+
+    `log_prob(x)` is the exact density of dequantized pixels `x ∈ [0, 256)`
+    (nats); `sample(n)` runs the flow's inverse once. For a class-conditional
+    model pass `labels` (int `[N]`): the distribution then has batch `[N]`.
+    """
+    return tfd.TransformedDistribution(
+        distribution=self.base_distribution(labels),
+        bijector=tfb.Invert(self.flow(training)),
+        name="RealNVP")
+
+  # --- Keras entry points -----------------------------------------------------
+
+  def call(self, inputs, training=None):
+    """Returns `log_prob` (nats, `[N]`) of `x` or of `(x, labels)`."""
+    images, labels = self._unpack(inputs)
+    return self.log_prob(images, labels=labels, training=bool(training))
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                   training=True):
+    """Mean negative log-likelihood in nats per image, plus the L2 penalty."""
+    del x, y, training
+    nll = -y_pred
+    if sample_weight is not None:
+      weights = tf.cast(tf.reshape(sample_weight, [-1]), nll.dtype)
+      loss = tf.math.divide_no_nan(tf.reduce_sum(nll * weights),
+                                   tf.reduce_sum(weights))
+    else:
+      loss = tf.reduce_mean(nll)
+    for penalty in self.losses:
+      loss = loss + tf.cast(tf.reduce_sum(penalty), loss.dtype)
+    return loss
+
+  def compute_metrics(self, x, y, y_pred, sample_weight=None):
+    self.bits_per_dim_tracker.update_state(self._nats_to_bits_per_dim(-y_pred))
+    return super().compute_metrics(x, y, y_pred, sample_weight)
+
+  def get_config(self):
+    return {
+        "name": self.name, "trainable": self.trainable,
+        "image_shape": list(self.image_shape), "num_scales": self.num_scales,
+        "num_res_blocks": self.num_res_blocks,
+        "num_filters": self.num_filters, "coupling": self.coupling,
+        "use_batch_norm": self.use_batch_norm,
+        "num_classes": self.num_classes, "alpha": self.alpha,
+        "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon,
+        "use_weight_norm": self.use_weight_norm,
+        "log_scale_init": self.log_scale_init, "l2_reg": self.l2_reg,
+        "validate_inputs": self.validate_inputs,
+    }
+
+  # --- public API ---------------------------------------------------------------
+
+  def log_prob(self, images, labels=None, training=False):
+    """Exact log-density (nats) of dequantized pixels, shape `[N]`."""
+    images = self._check_images(images)
+    return self.distribution(training=training, labels=labels).log_prob(images)
+
+  def bits_per_dim(self, inputs, training=False):
+    """`-log_prob / (H·W·C·ln 2)` per image for `x` or `(x, labels)`."""
+    images, labels = self._unpack(inputs)
+    return self._nats_to_bits_per_dim(
+        -self.log_prob(images, labels=labels, training=training))
+
+  def encode(self, images, labels=None):
+    """Images `[N, H, W, C]` -> latents `[N, D]` (inference mode).
+
+    Unconditional: the flow output `z ~ N(0, I)`. Class-conditional: the
+    standardized latent `(z - μ_y) / σ_y ~ N(0, I)` under class `y`, so
+    `decode(encode(x, y), y) == x` and `decode(T·ε, y)` samples class `y`.
+    """
+    images = self._check_images(images)
+    z = self.flow(training=False).forward(images)
+    if self.prior is None:
+      if labels is not None:
+        raise ValueError("labels were given to an unconditional model")
+      return z
+    loc, log_scale = self.prior(self._check_labels(labels, tf.shape(z)[0]))
+    return (z - loc) * tf.exp(-log_scale)
+
+  def decode(self, latents, labels=None):
+    """Latents `[N, D]` -> images `[N, H, W, C]`: the inverse of `encode`."""
+    z = self._check_latents(latents)
+    if self.prior is not None:
+      loc, log_scale = self.prior(self._check_labels(labels, tf.shape(z)[0]))
+      z = z * tf.exp(log_scale) + loc
+    elif labels is not None:
+      raise ValueError("labels were given to an unconditional model")
+    return self.flow(training=False).inverse(z)
+
+  def sample(self, num_samples, temperature=1.0, seed=None, labels=None,
+             clip=True):
+    """Draws `[num_samples, H, W, C]` images in pixel space.
+
+    Args:
+      num_samples: number of images.
+      temperature: scales the std of the base Gaussian (paper fig. 6 uses
+        reduced temperatures for sharper samples).
+      seed: `None` (stateful RNG) or a stateless seed such as `(1, 2)`: the
+        same seed gives the same images.
+      labels: int `[num_samples]` classes (class-conditional models only).
+      clip: clip to the pixel range `[0, 256)`; the flow's exact image of a
+        Gaussian latent lies in `(-α·256/(1-2α), 256 + α·256/(1-2α))`.
+    """
+    _validate_positive_int("num_samples", num_samples)
+    if temperature <= 0:
+      raise ValueError(f"temperature must be > 0, got {temperature}")
+    shape = [int(num_samples), self.event_size]
+    if seed is None:
+      eps = tf.random.normal(shape)
+    else:
+      eps = tf.random.stateless_normal(shape, seed=seed)
+    images = self.decode(eps * temperature, labels=labels)
+    if clip:
+      images = tf.clip_by_value(images, 0.0, np.nextafter(256.0, 0.0,
+                                                          dtype=np.float32))
+    return images
+
+  def interpolate(self, images, steps=8, labels=None):
+    """Latent manifold of four images (paper eq. 19), `[steps, steps, H, W, C]`.
+
+    `z(φ, φ') = cos φ (cos φ' z1 + sin φ' z2) + sin φ (cos φ' z3 + sin φ' z4)`
+    for φ, φ' on an even grid over `[0, π/2]`; corners are the four inputs.
+    Class-conditional models take one class `labels` (a scalar) for all four.
+    """
+    _validate_positive_int("steps", steps)
+    images = self._check_images(images)
+    if images.shape[0] != 4:
+      raise ValueError(f"interpolate needs exactly 4 images, got shape "
+                       f"{images.shape}")
+    if self.prior is not None:
+      labels = tf.fill([4], tf.cast(tf.reshape(labels, []), tf.int32))
+    z1, z2, z3, z4 = tf.unstack(self.encode(images, labels))
+    angles = tf.linspace(0.0, math.pi / 2, steps)
+    phi = angles[:, None, None]
+    phi2 = angles[None, :, None]
+    grid = (tf.cos(phi) * (tf.cos(phi2) * z1 + tf.sin(phi2) * z2) +
+            tf.sin(phi) * (tf.cos(phi2) * z3 + tf.sin(phi2) * z4))
+    flat = tf.reshape(grid, [steps * steps, self.event_size])
+    grid_labels = None if self.prior is None else tf.fill(
+        [steps * steps], labels[0])
+    out = self.decode(flat, grid_labels)
+    return tf.reshape(out, [steps, steps] + list(self.image_shape))
+
+  def split_latent(self, latents):
+    """Flat latents `[N, D]` -> per-scale parts `[N, h_i, w_i, c_i]`."""
+    return multiscale.split_latent(latents, self.latent_shapes)
+
+  def merge_latent(self, parts):
+    """Per-scale parts -> flat latents `[N, D]` (inverse of split_latent)."""
+    return multiscale.merge_latent(parts)
+
+  # --- input checking -----------------------------------------------------------
+
+  def _nats_to_bits_per_dim(self, nats):
+    return nats / (self.event_size * math.log(2.0))
+
+  def _unpack(self, inputs):
+    if isinstance(inputs, (tuple, list)):
+      if len(inputs) != 2:
+        raise ValueError(f"expected images or (images, labels), got a "
+                         f"{type(inputs).__name__} of {len(inputs)} elements")
+      if self.prior is None:
+        raise ValueError(
+            "this model is unconditional (num_classes=None) but received "
+            "(images, labels); pass images only")
+      return inputs[0], inputs[1]
+    if self.prior is not None:
+      raise ValueError(
+          f"this model is class-conditional (num_classes={self.num_classes}) "
+          f"and needs (images, labels) as its input. With a tf.data dataset "
+          f"of (images, labels) pairs for fit, map it to "
+          f"((images, labels),) so Keras passes both as x")
+    return inputs, None
+
+  def _check_images(self, images):
+    if isinstance(images, (tuple, list)):
+      raise ValueError("expected an images tensor [N, H, W, C], got a "
+                       f"{type(images).__name__}")
+    images = tf.convert_to_tensor(images)
+    if not images.dtype.is_floating:
+      raise TypeError(
+          f"expected float32 images of dequantized pixel values in [0, 256); "
+          f"got dtype {images.dtype.name}. Dequantize integer pixels first, "
+          f"e.g. tf.cast(pixels, tf.float32) + "
+          f"tf.random.uniform(tf.shape(pixels))")
+    images = tf.cast(images, tf.float32)
+    expected = [None] + list(self.image_shape)
+    if not images.shape.is_compatible_with(expected):
+      raise ValueError(f"expected images of shape [N, {', '.join(map(str, self.image_shape))}] "
+                       f"(batch, height, width, channels), got shape "
+                       f"{images.shape}")
+    if not self.validate_inputs:
+      return images
+    checks = [
+        tf.debugging.assert_all_finite(
+            images, "images contain NaN or inf; expected dequantized pixel "
+                    "values in [0, 256)"),
+        tf.debugging.assert_greater_equal(
+            tf.reduce_min(images), 0.0,
+            message="images must be dequantized pixel values in [0, 256); "
+                    "found a value below 0"),
+        tf.debugging.assert_less_equal(
+            tf.reduce_max(images), 256.0,
+            message="images must be dequantized pixel values in [0, 256); "
+                    "found a value above 256 (are they already scaled "
+                    "differently, or not yet in pixel units?)"),
+    ]
+    with tf.control_dependencies(checks):
+      return tf.identity(images)
+
+  def _check_latents(self, latents):
+    latents = tf.convert_to_tensor(latents)
+    if not latents.dtype.is_floating:
+      raise TypeError(f"expected float latents, got dtype "
+                      f"{latents.dtype.name}")
+    latents = tf.cast(latents, tf.float32)
+    if not latents.shape.is_compatible_with([None, self.event_size]):
+      raise ValueError(f"expected latents of shape [N, {self.event_size}] "
+                       f"(D = H*W*C), got shape {latents.shape}")
+    return latents
+
+  def _check_labels(self, labels, num=None):
+    if self.prior is None:
+      raise ValueError("labels were given to an unconditional model")
+    if labels is None:
+      raise ValueError(f"this model is class-conditional (num_classes="
+                       f"{self.num_classes}); pass int labels of shape [N]")
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_integer:
+      raise TypeError(f"labels must be integers in [0, {self.num_classes}), "
+                      f"got dtype {labels.dtype.name}")
+    labels = tf.cast(labels, tf.int32)
+    if labels.shape.rank is not None and labels.shape.rank != 1:
+      raise ValueError(f"labels must have shape [N], got {labels.shape}")
+    checks = []
+    if num is not None:
+      checks.append(tf.debugging.assert_equal(
+          tf.shape(labels)[0], tf.cast(num, tf.int32),
+          message="labels must have one entry per image / latent"))
+    if self.validate_inputs:
+      checks.append(tf.debugging.assert_greater_equal(
+          labels, 0, message=f"labels must be in [0, {self.num_classes})"))
+      checks.append(tf.debugging.assert_less(
+          labels, self.num_classes,
+          message=f"labels must be in [0, {self.num_classes})"))
+    with tf.control_dependencies(checks):
+      return tf.identity(labels)
+
+
+def _validate_image_shape(image_shape):
+  try:
+    dims = tuple(int(d) for d in image_shape)
+  except (TypeError, ValueError):
+    raise ValueError(f"image_shape must be (height, width, channels), got "
+                     f"{image_shape!r}") from None
+  if len(dims) != 3 or min(dims) < 1:
+    raise ValueError(f"image_shape must be three positive integers (height, "
+                     f"width, channels), got {image_shape!r}")
+  return dims
+
+
+def _validate_positive_int(name, value, allow_zero=False):
+  lowest = 0 if allow_zero else 1
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+      value < lowest:
+    raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")

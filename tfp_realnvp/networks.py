@@ -1,0 +1,209 @@
+"""The s/t (log-scale / translation) networks of the affine couplings.
+
+Real NVP (Dinh et al., 2017, §3.6 and §4.1) computes the log-scale `s` and
+the translation `t` of every coupling with a deep convolutional residual
+network that uses ReLU, skip connections, weight normalization (Salimans &
+Kingma, 2016) and batch normalization. The log-scale is bounded as
+`s = scale * tanh(raw)` with a learned per-channel `scale` (the authors'
+released code); `t` is affine. The last convolution starts at zero
+(`g = 0` in weight-norm terms), so every coupling starts as the identity.
+
+```
+ x_cond ─ conv3x3 ─┬─[BN─ReLU─conv3x3─BN─ReLU─conv3x3]─(+)─ ... ─ BN─ReLU─ conv3x3(zero) ─┬─ scale·tanh → s
+                   └──────────────────────────────────┘   (num_blocks)                   └─ t
+```
+
+Everything here is a Keras 3 layer, so its weights belong to the owning
+`keras.Model` and train with `fit`.
+"""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class WeightNormConv2D(keras.layers.Layer):
+  """A 'SAME' 2-D convolution with weight normalization: `w = g · v / ‖v‖`.
+
+  Args:
+    filters: number of output channels.
+    kernel_size: odd spatial size of the square kernel.
+    use_weight_norm: if False this is a plain convolution with kernel `v`.
+    zero_init: start the effective kernel and bias at zero (`g = 0`), so the
+      layer outputs zeros until trained. Used for the last layer of the s/t
+      network, which makes a new coupling exactly the identity.
+    l2: L2 penalty on `v` and `g` (Keras regularizer, collected in
+      `model.losses`). The paper used 5e-5.
+  """
+
+  def __init__(self, filters, kernel_size=3, use_weight_norm=True,
+               zero_init=False, l2=0.0, **kwargs):
+    super().__init__(**kwargs)
+    if filters < 1:
+      raise ValueError(f"filters must be >= 1, got {filters}")
+    if kernel_size < 1 or kernel_size % 2 != 1:
+      raise ValueError(f"kernel_size must be a positive odd number, got "
+                       f"{kernel_size}")
+    self.filters = int(filters)
+    self.kernel_size = int(kernel_size)
+    self.use_weight_norm = bool(use_weight_norm)
+    self.zero_init = bool(zero_init)
+    self.l2 = float(l2)
+
+  def build(self, input_shape):
+    in_channels = int(input_shape[-1])
+    regularizer = keras.regularizers.L2(self.l2) if self.l2 > 0 else None
+    k = self.kernel_size
+    if self.zero_init and not self.use_weight_norm:
+      kernel_init = "zeros"
+    else:
+      kernel_init = keras.initializers.HeNormal()
+    self.v = self.add_weight(
+        name="kernel", shape=(k, k, in_channels, self.filters),
+        initializer=kernel_init, regularizer=regularizer)
+    if self.use_weight_norm:
+      # g = ||v|| reproduces v at init; g = 0 makes the layer output zero.
+      self.g = self.add_weight(
+          name="g", shape=(self.filters,),
+          initializer="zeros" if self.zero_init else "ones",
+          regularizer=regularizer)
+    self.bias = self.add_weight(name="bias", shape=(self.filters,),
+                                initializer="zeros")
+
+  def kernel(self):
+    """The effective convolution kernel."""
+    v = tf.convert_to_tensor(self.v)
+    if not self.use_weight_norm:
+      return v
+    inv_norm = tf.math.rsqrt(
+        tf.reduce_sum(tf.square(v), axis=[0, 1, 2]) + 1e-12)
+    # With g initialised to ones a filter starts at unit norm.
+    return v * (tf.convert_to_tensor(self.g) * inv_norm)
+
+  def call(self, x):
+    y = tf.nn.conv2d(x, self.kernel(), strides=1, padding="SAME")
+    return tf.nn.bias_add(y, tf.convert_to_tensor(self.bias))
+
+  def compute_output_shape(self, input_shape):
+    return tuple(input_shape[:-1]) + (self.filters,)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(filters=self.filters, kernel_size=self.kernel_size,
+                  use_weight_norm=self.use_weight_norm,
+                  zero_init=self.zero_init, l2=self.l2)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class CouplingResNet(keras.layers.Layer):
+  """Residual s/t network of one coupling layer.
+
+  Called as `log_scale, shift = net(h, training=...)` where `h` is the
+  conditioning input `[N, H, W, C_in]`; both outputs are
+  `[N, H, W, out_channels]` (`log_scale` is `None` when `affine=False`, the
+  additive/NICE coupling).
+
+  Args:
+    out_channels: channels of `s` and of `t` (the transformed part).
+    num_filters: feature maps of the hidden convolutions.
+    num_blocks: residual blocks (each BN-ReLU-conv-BN-ReLU-conv + skip).
+    affine: also output a log-scale (False: translation only).
+    use_batch_norm: Keras batch normalization inside the residual blocks.
+    use_weight_norm: weight-normalised convolutions (paper §4.1).
+    bn_momentum, bn_epsilon: of the inner batch-norm layers.
+    log_scale_init: initial value of the learned per-channel factor in
+      `s = scale · tanh(raw)`; it bounds |s| at initialisation (the clamp knob).
+    kernel_size: spatial size of the hidden convolutions.
+    l2: L2 penalty on the convolution weights (paper: 5e-5).
+  """
+
+  def __init__(self, out_channels, num_filters=32, num_blocks=4, affine=True,
+               use_batch_norm=True, use_weight_norm=True, bn_momentum=0.9,
+               bn_epsilon=1e-4, log_scale_init=1.0, kernel_size=3, l2=0.0,
+               **kwargs):
+    super().__init__(**kwargs)
+    if out_channels < 1:
+      raise ValueError(f"out_channels must be >= 1, got {out_channels}")
+    if num_blocks < 0:
+      raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
+    self.out_channels = int(out_channels)
+    self.num_filters = int(num_filters)
+    self.num_blocks = int(num_blocks)
+    self.affine = bool(affine)
+    self.use_batch_norm = bool(use_batch_norm)
+    self.use_weight_norm = bool(use_weight_norm)
+    self.bn_momentum = float(bn_momentum)
+    self.bn_epsilon = float(bn_epsilon)
+    self.log_scale_init = float(log_scale_init)
+    self.kernel_size = int(kernel_size)
+    self.l2 = float(l2)
+
+    def conv(filters, name, zero_init=False):
+      return WeightNormConv2D(filters, self.kernel_size,
+                              use_weight_norm=self.use_weight_norm,
+                              zero_init=zero_init, l2=self.l2, name=name)
+
+    def norm(name):
+      if not self.use_batch_norm:
+        return None
+      return keras.layers.BatchNormalization(
+          momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)
+
+    self.in_conv = conv(self.num_filters, "in_conv")
+    # Flat lists of layers (Keras tracks lists, not tuples inside them).
+    self.block_convs = [conv(self.num_filters, f"block{i}_conv{j}")
+                        for i in range(self.num_blocks) for j in (1, 2)]
+    self.block_norms = ([norm(f"block{i}_bn{j}")
+                         for i in range(self.num_blocks) for j in (1, 2)]
+                        if self.use_batch_norm else [])
+    self.out_norm = norm("out_bn")
+    n_out = self.out_channels * (2 if self.affine else 1)
+    self.out_conv = conv(n_out, "out_conv", zero_init=True)
+
+  def build(self, input_shape):
+    input_shape = tuple(input_shape)
+    hidden = input_shape[:-1] + (self.num_filters,)
+    self.in_conv.build(input_shape)
+    for layer in self.block_convs + self.block_norms:
+      layer.build(hidden)
+    if self.out_norm is not None:
+      self.out_norm.build(hidden)
+    self.out_conv.build(hidden)
+    if self.affine:
+      self.log_scale_factor = self.add_weight(
+          name="log_scale_factor", shape=(self.out_channels,),
+          initializer=keras.initializers.Constant(self.log_scale_init))
+
+  def _norm_relu(self, layer, h, training):
+    if layer is not None:
+      h = layer(h, training=training)
+    return tf.nn.relu(h)
+
+  def _block_norm(self, i):
+    return self.block_norms[i] if self.use_batch_norm else None
+
+  def call(self, h, training=False):
+    h = self.in_conv(h)
+    for i in range(0, 2 * self.num_blocks, 2):
+      r = self.block_convs[i](self._norm_relu(self._block_norm(i), h, training))
+      r = self.block_convs[i + 1](
+          self._norm_relu(self._block_norm(i + 1), r, training))
+      h = h + r
+    out = self.out_conv(self._norm_relu(self.out_norm, h, training))
+    if not self.affine:
+      return None, out
+    raw_s, shift = tf.split(out, 2, axis=-1)
+    log_scale = tf.convert_to_tensor(self.log_scale_factor) * tf.tanh(raw_s)
+    return log_scale, shift
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(out_channels=self.out_channels, num_filters=self.num_filters,
+                  num_blocks=self.num_blocks, affine=self.affine,
+                  use_batch_norm=self.use_batch_norm,
+                  use_weight_norm=self.use_weight_norm,
+                  bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+                  log_scale_init=self.log_scale_init,
+                  kernel_size=self.kernel_size, l2=self.l2)
+    return config

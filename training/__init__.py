@@ -1,0 +1,1 @@
+"""The tfp-realnvp training application (tf.data + Keras fit + CLI)."""
