@@ -17,7 +17,15 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["tfp_realnvp", "tfp_realnvp.*",
                                     "training", "training.*"]),
-    include_package_data=True,
+    package_data={"training.configs": ["*.json"]},
+    entry_points={
+        "console_scripts": [
+            "realnvp-train=training.train:main",
+            "realnvp-evaluate=training.evaluate:main",
+            "realnvp-sample=training.sample:main",
+            "realnvp-export=training.export:main",
+        ],
+    },
     install_requires=[
         # tf-keras (imported by TFP 0.25) requires the `tensorflow` wheel
         # itself; GPU users add `tensorflow[and-cuda]==2.21.*`.
@@ -30,6 +38,8 @@ setup(
         "importlib_resources>=6",
         "scikit-learn>=1.4",
         "pillow>=10",
+        "tensorboard>=2.20",
+        "tensorflow-serving-api==2.21.*",
     ],
     extras_require={
         "test": ["pytest>=8"],

@@ -274,6 +274,20 @@ class RealNVP(keras.Model):
     images, labels = self._unpack(inputs)
     return self.log_prob(images, labels=labels, training=bool(training))
 
+  def compile(self, optimizer="adam", **kwargs):
+    """`keras.Model.compile`; the loss is built in (`-log_prob` + L2).
+
+    Every weight exists from the constructor, so the optimizer's slots are
+    created here too: `fit` then traces its train step once instead of
+    twice (a `tf.function` that creates variables is traced again).
+    """
+    if kwargs.get("loss") is not None:
+      raise ValueError("RealNVP minimises -log_prob (+ L2) itself; do not "
+                       "pass a loss to compile()")
+    super().compile(optimizer=optimizer, **kwargs)
+    if self.optimizer is not None and not self.optimizer.built:
+      self.optimizer.build(self.trainable_variables)
+
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                    training=True):
     """Mean negative log-likelihood in nats per image, plus the L2 penalty."""

@@ -1,18 +1,135 @@
-"""Datasets for training Real NVP: arrays and tf.data pipelines.
+"""tf.data pipelines for training Real NVP (paper §4.1).
 
-`digits` is the embedded default: scikit-learn's 8×8 handwritten digits
-(1,797 images shipped inside the scikit-learn wheel, no download). Their
-values 0..16 are mapped to 8-bit pixel levels `round(v · 255 / 16)`.
+Every pipeline yields dequantized pixels `x = pixel + u, u ~ U[0, 1)` as
+float32 `[B, H, W, C]` in `[0, 256)` (or `((x, labels),)` for
+class-conditional training, the form Keras `fit` passes as one input).
+
+| name                          | source                        | shape      | splits (train / validation / test) | flips |
+|-------------------------------|-------------------------------|------------|------------------------------------|-------|
+| `digits` (embedded default)   | scikit-learn 8×8 digits       | 8×8×1      | fixed 70% / 10% / 20% permutation  | no    |
+| `mnist`, `fashion_mnist`      | tfds                          | 28×28×1    | train[:90%] / train[90%:] / test   | no    |
+| `cifar10`                     | tfds                          | 32×32×3    | train[:90%] / train[90%:] / test   | yes   |
+| `celeb_a`                     | tfds, central 148×148 → 64×64 | 64×64×3    | train / validation / test          | yes   |
+| `downsampled_imagenet/32x32`  | tfds                          | 32×32×3    | train[:99%] / train[99%:] / validation | no |
+| `downsampled_imagenet/64x64`  | tfds                          | 64×64×3    | train[:99%] / train[99%:] / validation | no |
+| `lsun/bedroom`                | tfds, short side → 96, 64×64 crop (random for train, central otherwise) | 64×64×3 | train[1%:] / train[:1%] / validation | yes |
+| `folder:<path>`               | a folder of images (subfolders = classes) | `image_size` | files in sorted order: every 10th test, the next validation, the rest train | no |
+
+Datasets without a labelled test split use their held-out split as "test",
+so bits/dim is always reported on data never trained on. The evaluation
+pipelines (validation, test) never flip or shuffle and dequantize with a
+stateless per-example seed, so their bits/dim is repeatable.
+
+Offline use: `data_dir` is the tfds data directory; `manual_dir` holds the
+dataset's raw files (for example the four MNIST `.gz` files) which tfds
+prepares through `DownloadConfig(manual_dir=...)`, extracting into a
+per-dataset `extract_dir` (tfds names extractions by file name only).
 """
 
+import dataclasses
+import os
+from typing import Callable, Optional, Tuple
+
 import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """How one dataset becomes model input."""
+  image_shape: Tuple[int, int, int]
+  num_classes: Optional[int]
+  flip: bool
+  splits: Tuple[str, str, str]  # train, validation, test (tfds split names)
+  cache: bool  # small enough to cache decoded images in memory
+  preprocess: Optional[Callable] = None  # (uint8 image, training, seed) -> uint8
+
+
+def _central_crop_resize(crop, size):
+  def prep(image, training, seed):
+    del training, seed
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    image = image[top:top + crop, left:left + crop]
+    image = tf.image.resize(tf.cast(image, tf.float32), [size, size],
+                            method="area", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+  return prep
+
+
+def _short_side_then_crop(short, size):
+  def prep(image, training, seed):
+    h = tf.cast(tf.shape(image)[0], tf.float32)
+    w = tf.cast(tf.shape(image)[1], tf.float32)
+    scale = short / tf.minimum(h, w)
+    new_hw = tf.cast(tf.round(tf.stack([h, w]) * scale), tf.int32)
+    new_hw = tf.maximum(new_hw, short)
+    image = tf.image.resize(tf.cast(image, tf.float32), new_hw, method="area",
+                            antialias=True)
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    if training:
+      return tf.image.random_crop(image, [size, size, 3], seed=seed)
+    top = (new_hw[0] - size) // 2
+    left = (new_hw[1] - size) // 2
+    return image[top:top + size, left:left + size]
+  return prep
+
+
+def _exact_size(size):
+  """A no-op on correctly sized images that also fixes the static shape
+  (tfds declares downsampled ImageNet images as [None, None, 3])."""
+  def prep(image, training, seed):
+    del training, seed
+    return tf.image.resize_with_crop_or_pad(image, size, size)
+  return prep
+
+
+TFDS_SPECS = {
+    "mnist": DataSpec((28, 28, 1), 10, False,
+                      ("train[:90%]", "train[90%:]", "test"), True),
+    "fashion_mnist": DataSpec((28, 28, 1), 10, False,
+                              ("train[:90%]", "train[90%:]", "test"), True),
+    "cifar10": DataSpec((32, 32, 3), 10, True,
+                        ("train[:90%]", "train[90%:]", "test"), True),
+    "celeb_a": DataSpec((64, 64, 3), None, True,
+                        ("train", "validation", "test"), False,
+                        _central_crop_resize(148, 64)),
+    "downsampled_imagenet/32x32": DataSpec(
+        (32, 32, 3), None, False,
+        ("train[:99%]", "train[99%:]", "validation"), False, _exact_size(32)),
+    "downsampled_imagenet/64x64": DataSpec(
+        (64, 64, 3), None, False,
+        ("train[:99%]", "train[99%:]", "validation"), False, _exact_size(64)),
+    "lsun/bedroom": DataSpec((64, 64, 3), None, True,
+                             ("train[1%:]", "train[:1%]", "validation"), False,
+                             _short_side_then_crop(96, 64)),
+}
+DATASETS = ("digits",) + tuple(TFDS_SPECS) + ("folder:<path>",)
+
+
+@dataclasses.dataclass
+class Datasets:
+  """The three pipelines and what the model needs to know about them."""
+  train: tf.data.Dataset
+  validation: tf.data.Dataset
+  test: tf.data.Dataset
+  image_shape: Tuple[int, int, int]
+  num_classes: Optional[int]
+  train_size: Optional[int]
+  name: str
+
+
+# --- the embedded default -------------------------------------------------------
 
 
 def digits_arrays(seed=0, val_fraction=0.1, test_fraction=0.2):
   """scikit-learn digits as uint8 `[N, 8, 8, 1]` pixel levels, split.
 
-  Returns `dict(train=(images, labels), validation=..., test=...)`; the split
-  is a fixed permutation from `seed`.
+  Values 0..16 become levels `round(v · 255 / 16)`. Returns
+  `dict(train=(images, labels), validation=..., test=...)` from a fixed
+  permutation of `seed`.
   """
   from sklearn import datasets  # pylint: disable=import-outside-toplevel
   digits = datasets.load_digits()
@@ -29,7 +146,7 @@ def digits_arrays(seed=0, val_fraction=0.1, test_fraction=0.2):
 
 
 def dequantize(pixels, rng):
-  """Uniform dequantization: integer levels + U[0, 1), as float32."""
+  """Uniform dequantization in NumPy: integer levels + U[0, 1), float32."""
   pixels = np.asarray(pixels)
   return (pixels.astype(np.float32) +
           rng.random(pixels.shape, dtype=np.float32))
@@ -49,3 +166,196 @@ def gaussian_baseline_bits_per_dim(train_pixels, test_pixels, seed=0):
   nll = (0.5 * np.log(2 * np.pi * std ** 2) +
          0.5 * ((test - mean) / std) ** 2)
   return float(nll.sum(axis=(1, 2, 3)).mean() / (train[0].size * np.log(2)))
+
+
+# --- pipeline stages -------------------------------------------------------------
+
+
+# Largest noise whose sum with any level 0..255 stays below the next level in
+# float32 (the spacing of float32 at 255 is 2**-16).
+_MAX_NOISE = 1.0 - 2.0 ** -15
+
+
+def _finish(ds, *, training, batch_size, seed, flip, conditional, cache,
+            shuffle_buffer, deterministic):
+  """Cache, shuffle, flip, dequantize, batch and prefetch `(image, label)`."""
+  if cache:
+    ds = ds.cache()
+  if training:
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if flip:
+      ds = ds.map(lambda im, y: (tf.image.random_flip_left_right(im, seed=seed),
+                                 y), num_parallel_calls=AUTOTUNE)
+
+    def noise(im, y):
+      im = tf.cast(im, tf.float32)
+      u = tf.random.uniform(tf.shape(im), seed=seed)
+      return im + tf.minimum(u, _MAX_NOISE), y
+    ds = ds.map(noise, num_parallel_calls=AUTOTUNE)
+  else:
+    # Stateless per-example noise: the same test set every time.
+    def fixed_noise(index, pair):
+      im, y = pair
+      im = tf.cast(im, tf.float32)
+      u = tf.random.stateless_uniform(
+          tf.shape(im), seed=tf.stack([tf.cast(seed, tf.int64), index]))
+      return im + tf.minimum(u, _MAX_NOISE), y
+    ds = ds.enumerate().map(fixed_noise, num_parallel_calls=AUTOTUNE)
+  if conditional:
+    ds = ds.map(lambda im, y: ((im, tf.cast(y, tf.int32)),))
+  else:
+    ds = ds.map(lambda im, y: im)
+  ds = ds.batch(batch_size, drop_remainder=training)
+  options = tf.data.Options()
+  # Evaluation splits always keep their order (and so their noise).
+  options.deterministic = bool(deterministic) or not training
+  return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _check_shape(ds, shape, name):
+  spec = ds.element_spec[0]
+  if not spec.shape.is_compatible_with(shape):
+    raise ValueError(f"dataset {name!r} yields images of shape {spec.shape}, "
+                     f"expected {shape}")
+
+
+def prepare_tfds(name, data_dir=None, manual_dir=None, download=True):
+  """Builds (downloads or prepares from `manual_dir`) a tfds dataset."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  builder = tfds.builder(name, data_dir=data_dir)
+  if manual_dir is not None:
+    if not os.path.isdir(manual_dir):
+      raise FileNotFoundError(f"manual_dir {manual_dir!r} does not exist")
+    root = data_dir or os.path.expanduser("~/tensorflow_datasets")
+    safe = name.replace("/", "_")
+    config = tfds.download.DownloadConfig(
+        manual_dir=manual_dir,
+        extract_dir=os.path.join(root, "extracted", safe))
+    builder.download_and_prepare(
+        download_dir=os.path.join(root, "downloads", safe),
+        download_config=config)
+  elif download:
+    builder.download_and_prepare()
+  return builder
+
+
+def load(name="digits", *, batch_size=64, seed=0, conditional=False,
+         data_dir=None, manual_dir=None, download=True, deterministic=False,
+         image_size=None, shuffle_buffer=10000):
+  """Returns `Datasets` (train, validation, test pipelines) for `name`.
+
+  Args:
+    name: one of `DATASETS` (`folder:<path>` for a local image folder).
+    batch_size: per-step global batch size.
+    seed: shuffling / flipping / dequantization seed.
+    conditional: yield `((images, labels),)` for a class-conditional model.
+    data_dir: tfds data directory (`None`: tfds' default).
+    manual_dir: raw files to prepare the tfds dataset from, offline.
+    download: allow tfds to download (ignored when `manual_dir` is set).
+    deterministic: deterministic element order in tf.data.
+    image_size: `(height, width, channels)` for `folder:` datasets.
+    shuffle_buffer: shuffle buffer size for the training split.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  common = dict(batch_size=batch_size, seed=seed, conditional=conditional,
+                shuffle_buffer=shuffle_buffer, deterministic=deterministic)
+  if name == "digits":
+    return _load_digits(common)
+  if name.startswith("folder:"):
+    return _load_folder(name[len("folder:"):], image_size, common)
+  if name not in TFDS_SPECS:
+    raise ValueError(f"unknown dataset {name!r}; expected one of "
+                     f"{', '.join(DATASETS)}")
+  spec = TFDS_SPECS[name]
+  if conditional and spec.num_classes is None:
+    raise ValueError(f"dataset {name!r} has no class labels; a "
+                     f"class-conditional model cannot be trained on it")
+  builder = prepare_tfds(name, data_dir, manual_dir, download)
+  pipelines = []
+  for split, training in zip(spec.splits, (True, False, False)):
+    ds = builder.as_dataset(split=split, shuffle_files=training)
+    prep = spec.preprocess
+
+    def to_pair(ex, training=training, prep=prep):
+      image = ex["image"]
+      if prep is not None:
+        image = prep(image, training, seed)
+      label = ex["label"] if "label" in ex else tf.constant(-1, tf.int64)
+      return image, label
+    ds = ds.map(to_pair, num_parallel_calls=AUTOTUNE)
+    _check_shape(ds, spec.image_shape, name)
+    pipelines.append(_finish(ds, training=training, flip=spec.flip and
+                             training, cache=spec.cache, **common))
+  try:
+    train_size = builder.info.splits[spec.splits[0]].num_examples
+  except KeyError:  # split metadata unavailable (e.g. mocked tfds)
+    train_size = None
+  return Datasets(*pipelines, image_shape=spec.image_shape,
+                  num_classes=spec.num_classes, train_size=train_size,
+                  name=name)
+
+
+def _load_digits(common):
+  arrays = digits_arrays(seed=0)
+  pipelines = []
+  for split, training in (("train", True), ("validation", False),
+                          ("test", False)):
+    pixels, labels = arrays[split]
+    ds = tf.data.Dataset.from_tensor_slices((pixels, labels))
+    pipelines.append(_finish(ds, training=training, flip=False, cache=True,
+                             **common))
+  return Datasets(*pipelines, image_shape=(8, 8, 1), num_classes=10,
+                  train_size=len(arrays["train"][0]), name="digits")
+
+
+def _load_folder(path, image_size, common):
+  import keras  # pylint: disable=import-outside-toplevel
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"image folder {path!r} does not exist")
+  if image_size is None or len(image_size) != 3:
+    raise ValueError("a folder dataset needs image_size=(height, width, "
+                     f"channels), got {image_size!r}")
+  height, width, channels = (int(d) for d in image_size)
+  if channels not in (1, 3):
+    raise ValueError(f"folder images must have 1 or 3 channels, got "
+                     f"{channels}")
+  subdirs = [d for d in sorted(os.listdir(path))
+             if os.path.isdir(os.path.join(path, d))]
+  ds = keras.utils.image_dataset_from_directory(
+      path, labels="inferred" if subdirs else None,
+      color_mode="grayscale" if channels == 1 else "rgb",
+      image_size=(height, width), batch_size=None, shuffle=False,
+      crop_to_aspect_ratio=True, verbose=False)
+  if not subdirs:
+    ds = ds.map(lambda im: (im, tf.constant(-1, tf.int64)))
+  ds = ds.map(lambda im, y: (tf.cast(tf.clip_by_value(tf.round(im), 0, 255),
+                                     tf.uint8), tf.cast(y, tf.int64)))
+  n = int(ds.cardinality())
+  if n < 10:
+    raise ValueError(f"image folder {path!r} has {n} images; need at least "
+                     f"10 (every 10th file is held out for test, the next "
+                     f"for validation)")
+  # Files come in sorted order (class, then name); every 10th is test, the
+  # one after it validation: fixed, disjoint, stratified by class.
+  indexed = ds.enumerate()
+
+  def part(keep):
+    return indexed.filter(lambda i, pair: keep(i % 10)).map(
+        lambda i, pair: pair)
+  test = part(lambda r: tf.equal(r, 0))
+  val = part(lambda r: tf.equal(r, 1))
+  train = part(lambda r: r >= 2)
+  n_test = len(range(0, n, 10))
+  n_val = len(range(1, n, 10))
+  num_classes = len(subdirs) if subdirs else None
+  if common["conditional"] and not num_classes:
+    raise ValueError(f"image folder {path!r} has no class subfolders; a "
+                     f"class-conditional model needs them")
+  pipelines = [_finish(part, training=training, flip=False, cache=False,
+                       **common)
+               for part, training in ((train, True), (val, False),
+                                      (test, False))]
+  return Datasets(*pipelines, image_shape=(height, width, channels),
+                  num_classes=num_classes, train_size=n - n_test - n_val,
+                  name=f"folder:{path}")

@@ -1,0 +1,354 @@
+"""Export a `RealNVP` as a versioned SavedModel for TF Serving.
+
+```
+saved_models/
+  models.config                       ModelServerConfig text proto (all models)
+  <name>/
+    1/                                integer versions, as TF Serving expects
+      saved_model.pb, variables/
+      assets.extra/tf_serving_warmup_requests   PredictionLog TFRecord
+    2/ ...
+```
+
+Signatures (tag `serve`; every input and output has rank >= 1 and one
+shared first dimension N, so row-format REST requests and
+`--enable_batching` work; class-conditional models add `labels` int32 [N]):
+
+| signature          | inputs                                   | outputs |
+|--------------------|------------------------------------------|---------|
+| `serving_default`  | `images` float32 [N,H,W,C] in [0, 256]   | `log_prob` [N] (nats), `bits_per_dim` [N] |
+| `log_prob_uint8`   | `images` uint8 [N,H,W,C]                 | same; pixels are dequantized at the bin centre (+0.5) |
+| `sample`           | `seed` int32 [N,2], `temperature` float32 [N] | `images` float32 [N,H,W,C], `images_uint8` |
+| `encode`           | `images` float32 [N,H,W,C]               | `latent` float32 [N,D] |
+| `decode`           | `latent` float32 [N,D]                   | `images` float32 [N,H,W,C], `images_uint8` |
+
+`log_prob` of `serving_default` is the density of the dequantized pixels the
+caller sends (send `pixel + u`, `u ~ U[0,1)`, for the paper's bound);
+`log_prob_uint8` evaluates the density at the centre of each pixel's bin,
+a deterministic one-sample estimate of the discrete log-likelihood.
+
+`sample` is stateless: row i draws its latent from
+`stateless_normal(seed[i])`, so the same seed row gives the same image
+whatever else is in the batch. Inputs are checked in the graph: a wrong
+shape, NaN/inf, values outside [0, 256], labels out of range or a
+non-positive temperature fail with a message saying what was expected (TF
+Serving returns it as INVALID_ARGUMENT) and the next request is served as
+usual. Exported functions contain no PyFunc, no XLA and no stateful random
+ops (TF Serving's defaults reject or misbehave on them).
+"""
+
+import math
+import os
+import re
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfp_realnvp import atomic
+
+SIGNATURES = ("serving_default", "log_prob_uint8", "sample", "encode",
+              "decode")
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class _Endpoints:
+  """The Tensor-in / Tensor-out functions behind the signatures."""
+
+  def __init__(self, model):
+    self.model = model
+    self.shape = tuple(model.image_shape)
+    self.size = int(model.event_size)
+    self.conditional = bool(model.num_classes)
+
+  # --- checks (graph asserts, reported by the server as INVALID_ARGUMENT) ---
+
+  def _check_images(self, images):
+    expected = "[N, " + ", ".join(map(str, self.shape)) + "]"
+    shape = tf.shape(images)
+    ok = tf.logical_and(tf.equal(tf.size(shape), 4),
+                        tf.reduce_all(tf.equal(shape[1:], self.shape)))
+    checks = [tf.debugging.Assert(
+        ok, [f"images must have shape {expected}; got shape", shape],
+        name="check_images_shape")]
+    with tf.control_dependencies(checks):
+      images = tf.identity(images)
+    if images.dtype != tf.uint8:
+      finite = tf.reduce_all(tf.math.is_finite(images))
+      checks = [
+          tf.debugging.Assert(finite, ["images contain NaN or inf; expected "
+                                       "pixel values in [0, 256]"],
+                              name="check_images_finite"),
+      ]
+      with tf.control_dependencies(checks):
+        in_range = tf.logical_and(tf.reduce_min(images) >= 0.0,
+                                  tf.reduce_max(images) <= 256.0)
+        checks = [tf.debugging.Assert(
+            in_range, ["images must be pixel values in [0, 256]; got min",
+                       tf.reduce_min(images), "max", tf.reduce_max(images)],
+            name="check_images_range")]
+      with tf.control_dependencies(checks):
+        images = tf.identity(images)
+    return tf.ensure_shape(images, (None,) + self.shape)
+
+  def _check_rows(self, tensor, rows, name):
+    ok = tf.equal(tf.shape(tensor)[0], rows)
+    with tf.control_dependencies([tf.debugging.Assert(
+        ok, [f"{name} must have one row per example (the same N as the "
+             f"other inputs); got", tf.shape(tensor)[0], "rows, expected",
+             rows])]):
+      return tf.identity(tensor)
+
+  def _check_labels(self, labels, rows):
+    labels = self._check_rows(tf.reshape(labels, [-1]), rows, "labels")
+    k = self.model.num_classes
+    ok = tf.logical_and(tf.reduce_all(labels >= 0),
+                        tf.reduce_all(labels < k))
+    with tf.control_dependencies([tf.debugging.Assert(
+        ok, [f"labels must be integers in [0, {k}); got", labels])]):
+      return tf.identity(labels)
+
+  def _check_latent(self, latent):
+    shape = tf.shape(latent)
+    ok = tf.logical_and(tf.equal(tf.size(shape), 2),
+                        tf.equal(shape[-1], self.size))
+    with tf.control_dependencies([tf.debugging.Assert(
+        ok, [f"latent must have shape [N, {self.size}]; got shape", shape])]):
+      finite = tf.reduce_all(tf.math.is_finite(latent))
+    with tf.control_dependencies([tf.debugging.Assert(
+        finite, ["latent contains NaN or inf"])]):
+      return tf.ensure_shape(tf.identity(latent), (None, self.size))
+
+  # --- endpoints ------------------------------------------------------------
+
+  def _log_prob(self, images, labels):
+    if self.conditional:
+      labels = self._check_labels(labels, tf.shape(images)[0])
+    lp = self.model.distribution(training=False, labels=labels).log_prob(
+        images)
+    bpd = -lp / (self.size * math.log(2.0))
+    return {"log_prob": lp, "bits_per_dim": bpd}
+
+  def log_prob(self, images, labels=None):
+    return self._log_prob(self._check_images(images), labels)
+
+  def log_prob_uint8(self, images, labels=None):
+    images = self._check_images(images)
+    return self._log_prob(tf.cast(images, tf.float32) + 0.5, labels)
+
+  def _images_out(self, images):
+    return {"images": images,
+            "images_uint8": tf.cast(
+                tf.clip_by_value(tf.floor(images), 0.0, 255.0), tf.uint8)}
+
+  def _decode(self, latent, labels):
+    model = self.model
+    if self.conditional:
+      labels = self._check_labels(labels, tf.shape(latent)[0])
+      loc, log_scale = model.prior(labels)
+      latent = latent * tf.exp(log_scale) + loc
+    images = model.flow(training=False).inverse(latent)
+    return tf.clip_by_value(images, 0.0, 256.0)
+
+  def sample(self, seed, temperature, labels=None):
+    seed = tf.ensure_shape(seed, (None, 2))
+    rows = tf.shape(seed)[0]
+    temperature = self._check_rows(tf.reshape(temperature, [-1]), rows,
+                                   "temperature")
+    ok = tf.reduce_all(tf.logical_and(temperature > 0.0,
+                                      tf.math.is_finite(temperature)))
+    with tf.control_dependencies([tf.debugging.Assert(
+        ok, ["temperature must be finite and > 0; got", temperature])]):
+      temperature = tf.identity(temperature)
+    size = self.size
+    eps = tf.map_fn(lambda s: tf.random.stateless_normal([size], seed=s),
+                    seed, fn_output_signature=tf.float32)
+    latent = eps * temperature[:, None]
+    return self._images_out(self._decode(latent, labels))
+
+  def encode(self, images, labels=None):
+    images = self._check_images(images)
+    z = self.model.flow(training=False).forward(images)
+    if self.conditional:
+      labels = self._check_labels(labels, tf.shape(images)[0])
+      loc, log_scale = self.model.prior(labels)
+      z = (z - loc) * tf.exp(-log_scale)
+    return {"latent": z}
+
+  def decode(self, latent, labels=None):
+    return self._images_out(self._decode(self._check_latent(latent), labels))
+
+
+def _specs(model):
+  h, w, c = model.image_shape
+  d = model.event_size
+  images = tf.TensorSpec([None, None, None, None], tf.float32, name="images")
+  images_u8 = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
+  labels = tf.TensorSpec([None], tf.int32, name="labels")
+  specs = {
+      "serving_default": ("log_prob", [images]),
+      "log_prob_uint8": ("log_prob_uint8", [images_u8]),
+      "sample": ("sample", [tf.TensorSpec([None, 2], tf.int32, name="seed"),
+                            tf.TensorSpec([None], tf.float32,
+                                          name="temperature")]),
+      "encode": ("encode", [images]),
+      "decode": ("decode", [tf.TensorSpec([None, None], tf.float32,
+                                          name="latent")]),
+  }
+  del h, w, c, d
+  if model.num_classes:
+    specs = {k: (fn, args + [labels]) for k, (fn, args) in specs.items()}
+  return specs
+
+
+def _bind(endpoints, method, conditional):
+  fn = getattr(endpoints, method)
+  if method == "sample":
+    if conditional:
+      return lambda seed, temperature, labels: fn(seed, temperature, labels)
+    return lambda seed, temperature: fn(seed, temperature)
+  arg = "latent" if method == "decode" else "images"
+  if conditional:
+    return {"images": lambda images, labels: fn(images, labels),
+            "latent": lambda latent, labels: fn(latent, labels)}[arg]
+  return {"images": lambda images: fn(images),
+          "latent": lambda latent: fn(latent)}[arg]
+
+
+def write_saved_model(model, path):
+  """Writes the serving SavedModel of `model` to `path` (not atomic)."""
+  endpoints = _Endpoints(model)
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  for signature, (method, spec) in _specs(model).items():
+    archive.add_endpoint(signature, _bind(endpoints, method,
+                                          endpoints.conditional),
+                         input_signature=spec)
+  archive.write_out(path, verbose=False)
+
+
+def example_inputs(model, signature, n=2, seed=0):
+  """Small valid numpy inputs for a signature (warmup, tests, docs)."""
+  rng = np.random.default_rng(seed)
+  shape = (n,) + tuple(model.image_shape)
+  if signature in ("serving_default", "encode"):
+    inputs = {"images": (rng.integers(0, 256, shape) +
+                         rng.random(shape)).astype(np.float32)}
+  elif signature == "log_prob_uint8":
+    inputs = {"images": rng.integers(0, 256, shape).astype(np.uint8)}
+  elif signature == "sample":
+    inputs = {"seed": rng.integers(0, 2 ** 31 - 1, (n, 2)).astype(np.int32),
+              "temperature": np.full([n], 0.7, np.float32)}
+  elif signature == "decode":
+    inputs = {"latent": rng.standard_normal(
+        (n, model.event_size)).astype(np.float32)}
+  else:
+    raise ValueError(f"unknown signature {signature!r}; expected one of "
+                     f"{SIGNATURES}")
+  if model.num_classes:
+    inputs["labels"] = rng.integers(0, model.num_classes, [n]).astype(
+        np.int32)
+  return inputs
+
+
+def _write_warmup(model, version_dir, name, per_signature=2):
+  from tensorflow_serving.apis import model_pb2  # pylint: disable=import-outside-toplevel
+  from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
+  path = os.path.join(version_dir, WARMUP_FILE)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tf.io.TFRecordWriter(path) as writer:
+    for signature in SIGNATURES:
+      for i in range(per_signature):
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=name,
+                                           signature_name=signature))
+        for key, value in example_inputs(model, signature, n=1 + i,
+                                         seed=i).items():
+          request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        log = prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request))
+        writer.write(log.SerializeToString())
+  return path
+
+
+def _versions(model_dir):
+  if not os.path.isdir(model_dir):
+    return []
+  return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit())
+
+
+def write_models_config(base_dir, serving_root="/models"):
+  """(Re)writes `base_dir/models.config` listing every exported model.
+
+  `base_path` of each entry is `serving_root/<name>`: where the directory is
+  mounted inside the server (the `tensorflow/serving` image uses /models).
+  """
+  from tensorflow_serving.config import model_server_config_pb2  # pylint: disable=import-outside-toplevel
+  from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+  config = model_server_config_pb2.ModelServerConfig()
+  for name in sorted(os.listdir(base_dir)):
+    if _versions(os.path.join(base_dir, name)):
+      entry = config.model_config_list.config.add()
+      entry.name = name
+      entry.base_path = f"{serving_root.rstrip('/')}/{name}"
+      entry.model_platform = "tensorflow"
+  path = os.path.join(base_dir, "models.config")
+  with atomic.atomic_path(path) as tmp:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text_format.MessageToString(config))
+  return path
+
+
+def export_for_serving(model, base_dir="saved_models", name=None,
+                       version=None, serving_root="/models",
+                       warmup_requests=2):
+  """Exports `model` to `base_dir/name/version/` for TF Serving.
+
+  The SavedModel and its warmup file are written into a temporary directory
+  next to the target and renamed into place, so the server never sees a
+  half-written version; an existing version is never overwritten.
+
+  Args:
+    model: a `tfp_realnvp.RealNVP`.
+    base_dir: the model base directory (mounted as /models in the server).
+    name: the model name (default: the Keras model's name).
+    version: an integer version; `None` takes the next free one.
+    serving_root: where `base_dir` is mounted for the server (for
+      models.config).
+    warmup_requests: requests per signature in the warmup file (0: none).
+
+  Returns:
+    The path of the new version directory.
+  """
+  name = name or model.name
+  if not _NAME.match(name):
+    raise ValueError(f"model name must be letters, digits, '_', '-' or '.', "
+                     f"got {name!r}")
+  model_dir = os.path.join(base_dir, name)
+  os.makedirs(model_dir, exist_ok=True)
+  existing = _versions(model_dir)
+  if version is None:
+    version = (existing[-1] + 1) if existing else 1
+  if isinstance(version, bool) or not isinstance(version, (int, np.integer)) \
+      or version < 1:
+    raise ValueError(f"version must be a positive integer, got {version!r}")
+  final = os.path.join(model_dir, str(int(version)))
+  if os.path.exists(final):
+    raise FileExistsError(f"{final} already exists; versions are never "
+                          f"overwritten (pass version=None for the next one)")
+  # Not all-digit, so TF Serving never mistakes it for a version.
+  tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir)
+  try:
+    target = os.path.join(tmp, "model")
+    write_saved_model(model, target)
+    if warmup_requests:
+      _write_warmup(model, target, name, warmup_requests)
+    os.rename(target, final)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  write_models_config(base_dir, serving_root)
+  return final
