@@ -183,8 +183,8 @@ class _Endpoints:
 
 
 def _specs(model):
-  h, w, c = model.image_shape
-  d = model.event_size
+  # Dimensions beyond N are left open in the signatures and checked in the
+  # graph, so a wrong shape gets a message naming the expected one.
   images = tf.TensorSpec([None, None, None, None], tf.float32, name="images")
   images_u8 = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
   labels = tf.TensorSpec([None], tf.int32, name="labels")
@@ -198,7 +198,6 @@ def _specs(model):
       "decode": ("decode", [tf.TensorSpec([None, None], tf.float32,
                                           name="latent")]),
   }
-  del h, w, c, d
   if model.num_classes:
     specs = {k: (fn, args + [labels]) for k, (fn, args) in specs.items()}
   return specs
