@@ -48,7 +48,7 @@ def _glow(shape, target):
   import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
   tfb = tfp.bijectors
   best = None
-  for width in range(8, 513, 8):
+  for width in range(8, 513, 4):
     def coupling(input_shape, w=width):
       return tfb.GlowDefaultNetwork(input_shape, num_hidden=w)
 
