@@ -62,3 +62,25 @@ def test_fit_class_conditional_with_labels_as_input():
                       verbose=0)
   assert np.isfinite(history.history["loss"][0])
   assert not np.allclose(model.prior.class_loc.numpy(), before)
+
+
+def test_mirrored_strategy_matches_single_device():
+  """Same global batch, same loss and same SGD update under
+  MirroredStrategy over 2 logical CPUs (a subprocess: logical devices must be
+  configured before TensorFlow initialises)."""
+  import json
+  import os
+  import subprocess
+  import sys
+  here = os.path.dirname(os.path.abspath(__file__))
+  proc = subprocess.run(
+      [sys.executable, os.path.join(here, "mirrored_check.py")],
+      capture_output=True, text=True, timeout=600,
+      cwd=os.path.dirname(here),
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result["replicas"] == 2
+  single, mirrored = result["losses"]
+  assert abs(single - mirrored) <= 1e-5 * abs(single)
+  assert result["max_relative_update_difference"] < 1e-4

@@ -301,6 +301,11 @@ class RealNVP(keras.Model):
       loss = tf.reduce_mean(nll)
     for penalty in self.losses:
       loss = loss + tf.cast(tf.reduce_sum(penalty), loss.dtype)
+    # Under tf.distribute each replica returns its share of the global mean
+    # (Keras sums replica gradients and multiplies the reported loss back).
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+      loss = loss * (1.0 / replicas)
     return loss
 
   def compute_metrics(self, x, y, y_pred, sample_weight=None):
