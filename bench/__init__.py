@@ -1,1 +1,15 @@
 """Benchmarks (scripts that print numbers; never timed tests)."""
+
+import platform
+
+
+def cpu_model():
+  """The CPU's model name (from /proc/cpuinfo where there is one)."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()

@@ -17,10 +17,11 @@ in the same run (the practical peak).
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
+
+from bench import cpu_model
 
 WORKLOADS = {"mnist": (28, 28, 1), "cifar": (32, 32, 3)}
 PRESETS = {"small": 0.5e6, "medium": 3e6}
@@ -158,15 +159,8 @@ def matmul_gflops(n=2048, repeats=5):
 
 
 def _machine():
-  cpu = platform.processor()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f
-                 if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__,
+  return {"cpu": cpu_model(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
           "intra_op_threads":
               tf.config.threading.get_intra_op_parallelism_threads(),
           "inter_op_threads":

@@ -12,7 +12,6 @@ one JSON line per figure and a markdown table (p50 / p99 in milliseconds).
 import argparse
 import json
 import os
-import platform
 import tempfile
 
 import numpy as np
@@ -22,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 import tfp_realnvp  # noqa: E402
+from bench import cpu_model  # noqa: E402
 from tfp_realnvp import export, serving  # noqa: E402
 
 MODELS = {
@@ -30,17 +30,6 @@ MODELS = {
     "mnist": dict(image_shape=(28, 28, 1), num_scales=3, num_res_blocks=4,
                   num_filters=32),
 }
-
-
-def cpu_model():
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 def measure(name, model, repeats, warmup=5):
