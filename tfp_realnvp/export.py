@@ -37,7 +37,6 @@ usual. Exported functions contain no PyFunc, no XLA and no stateful random
 ops (TF Serving's defaults reject or misbehave on them).
 """
 
-import math
 import os
 import re
 import shutil
@@ -124,13 +123,14 @@ class _Endpoints:
 
   # --- endpoints ------------------------------------------------------------
 
+  def _labels(self, labels, rows):
+    return self._check_labels(labels, rows) if self.conditional else None
+
   def _log_prob(self, images, labels):
-    if self.conditional:
-      labels = self._check_labels(labels, tf.shape(images)[0])
-    lp = self.model.distribution(training=False, labels=labels).log_prob(
-        images)
-    bpd = -lp / (self.size * math.log(2.0))
-    return {"log_prob": lp, "bits_per_dim": bpd}
+    labels = self._labels(labels, tf.shape(images)[0])
+    lp = self.model.log_prob(images, labels=labels)
+    return {"log_prob": lp,
+            "bits_per_dim": self.model._nats_to_bits_per_dim(-lp)}  # pylint: disable=protected-access
 
   def log_prob(self, images, labels=None):
     return self._log_prob(self._check_images(images), labels)
@@ -145,13 +145,8 @@ class _Endpoints:
                 tf.clip_by_value(tf.floor(images), 0.0, 255.0), tf.uint8)}
 
   def _decode(self, latent, labels):
-    model = self.model
-    if self.conditional:
-      labels = self._check_labels(labels, tf.shape(latent)[0])
-      loc, log_scale = model.prior(labels)
-      latent = latent * tf.exp(log_scale) + loc
-    images = model.flow(training=False).inverse(latent)
-    return tf.clip_by_value(images, 0.0, 256.0)
+    labels = self._labels(labels, tf.shape(latent)[0])
+    return tf.clip_by_value(self.model.decode(latent, labels), 0.0, 256.0)
 
   def sample(self, seed, temperature, labels=None):
     seed = tf.ensure_shape(seed, (None, 2))
@@ -171,12 +166,8 @@ class _Endpoints:
 
   def encode(self, images, labels=None):
     images = self._check_images(images)
-    z = self.model.flow(training=False).forward(images)
-    if self.conditional:
-      labels = self._check_labels(labels, tf.shape(images)[0])
-      loc, log_scale = self.model.prior(labels)
-      z = (z - loc) * tf.exp(-log_scale)
-    return {"latent": z}
+    labels = self._labels(labels, tf.shape(images)[0])
+    return {"latent": self.model.encode(images, labels)}
 
   def decode(self, latent, labels=None):
     return self._images_out(self._decode(self._check_latent(latent), labels))

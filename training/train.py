@@ -263,7 +263,7 @@ def main(argv=None):
   args = parser().parse_args(argv)
   try:
     config = config_from_args(args)
-    metrics = run(config, output_dir=args.output_dir, data_dir=args.data_dir,
+    run(config, output_dir=args.output_dir, data_dir=args.data_dir,
                   manual_dir=args.manual_dir, download=not args.no_download,
                   fresh=args.fresh, verbose=args.verbose)
   except callbacks_lib.NonFiniteLossError as e:
@@ -272,7 +272,6 @@ def main(argv=None):
   except (ValueError, FileNotFoundError) as e:
     print(f"realnvp-train: error: {e}", file=sys.stderr)
     return 2
-  del metrics
   return 0
 
 
