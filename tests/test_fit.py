@@ -2,29 +2,15 @@
 
 import numpy as np
 import keras
-import tensorflow as tf
 
 import tfp_realnvp
 from training import data
-
-
-def _pipeline(pixels, labels=None, seed=0, batch=64):
-  def dequantize(p):
-    p = tf.cast(p, tf.float32)
-    return p + tf.random.uniform(tf.shape(p), seed=seed)
-  if labels is None:
-    ds = tf.data.Dataset.from_tensor_slices(pixels).map(dequantize)
-  else:
-    ds = tf.data.Dataset.from_tensor_slices((pixels, labels)).map(
-        lambda p, y: ((dequantize(p), y),))
-  return ds.shuffle(len(pixels), seed=seed).batch(batch)
 
 
 def test_fit_on_digits_beats_gaussian_baseline():
   keras.utils.set_random_seed(0)
   splits = data.digits_arrays(seed=0)
   train, _ = splits["train"]
-  val, _ = splits["validation"]
   test, _ = splits["test"]
   baseline = data.gaussian_baseline_bits_per_dim(train, test)
 
@@ -32,9 +18,9 @@ def test_fit_on_digits_beats_gaussian_baseline():
                               num_filters=16)
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   rng = np.random.default_rng(0)
-  history = model.fit(_pipeline(train), epochs=6,
-                      validation_data=(data.dequantize(val, rng),),
-                      verbose=0)
+  pipelines = data.load("digits", batch_size=64, seed=0)
+  history = model.fit(pipelines.train, epochs=6,
+                      validation_data=pipelines.validation, verbose=0)
   # The bits/dim metric is reported for training and validation.
   assert len(history.history["bits_per_dim"]) == 6
   assert len(history.history["val_bits_per_dim"]) == 6
@@ -52,14 +38,12 @@ def test_fit_on_digits_beats_gaussian_baseline():
 
 def test_fit_class_conditional_with_labels_as_input():
   keras.utils.set_random_seed(1)
-  splits = data.digits_arrays(seed=0)
-  pixels, labels = splits["train"]
   model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_res_blocks=1,
                               num_filters=8, num_classes=10)
   model.compile(optimizer=keras.optimizers.Adam(1e-2))
   before = model.prior.class_loc.numpy().copy()
-  history = model.fit(_pipeline(pixels[:256], labels[:256]), epochs=1,
-                      verbose=0)
+  pipelines = data.load("digits", batch_size=64, seed=0, conditional=True)
+  history = model.fit(pipelines.train.take(4), epochs=1, verbose=0)
   assert np.isfinite(history.history["loss"][0])
   assert not np.allclose(model.prior.class_loc.numpy(), before)
 
