@@ -1,17 +1,27 @@
 """Benchmark suite: ours vs TFP's `tfb.Glow` at matched parameter count.
 
-    python -m bench                                  # mnist + cifar, small preset
-    python -m bench --workloads mnist --presets small,medium --repeats 3
-    python -m bench --only ours                      # skip the peer
+    python -m bench                                  # mnist + cifar, small
+    python -m bench --presets small,medium,paper     # + ~3M and the paper's
+                                                     #   CIFAR-10 model (ours)
+    python -m bench --scaling                        # step time vs side, batch
+    python -m bench --only ours --jit false          # quick look at ours
+    python -m bench.quality --minutes 10             # bits/dim per wall time
 
-Every figure runs in its own subprocess (so peak RSS is that model's) and is
-the median of `--repeats` timed repeats after a warm-up. Prints one JSON line
-per measurement, then a markdown table with the ratio ours / peer.
+Every measurement runs in its own subprocess (so peak RSS is that model's
+and nothing is shared between contestants) and is the median of `--repeats`
+timed repeats of `--steps` steps after a warm-up. Prints one JSON line per
+measurement, then markdown tables with the ratio ours / peer.
 
-Figures: training images/s (a full optimizer step: forward, log-det,
-backward, Adam), `log_prob` images/s in inference, sampling images/s,
-parameter count, peak RSS, and the machine's float32 matmul GFLOP/s measured
-in the same run (the practical peak).
+Figures per workload (`mnist` 28×28×1, `cifar` 32×32×3; batch 64):
+training images/s (a full optimizer step: forward, log-det, backward, Adam;
+ours through Keras `fit`'s own train function), `log_prob` images/s in
+inference, sampling images/s and the fraction of finite samples, parameters,
+peak RSS, FLOPs per image of the forward pass and of the training step
+(counted from the traced graph) and the achieved GFLOP/s as a fraction of
+the float32 matmul peak measured in the same run, exported-SavedModel
+`log_prob` latency through TF's C API (the TF Serving loader) for N = 1 and
+64, and (ours) the tf.data input pipeline's images/s. `--scaling` times the
+training step for image sides 16/32/64 and batches 16..256.
 """
 
 import argparse
@@ -19,49 +29,19 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 from bench import cpu_model
+from bench import models
 
 WORKLOADS = {"mnist": (28, 28, 1), "cifar": (32, 32, 3)}
-PRESETS = {"small": 0.5e6, "medium": 3e6}
+PRESETS = {"small": 0.5e6, "medium": 3e6, "paper": None}
 BATCH = 64
-
-
-def _ours(shape, target):
-  """A RealNVP near `target` parameters (filters chosen by search)."""
-  import tfp_realnvp  # pylint: disable=import-outside-toplevel
-  scales = 3 if shape[0] % 4 == 0 and shape[0] // 4 >= 2 else 2
-  best = None
-  for filters in range(4, 257, 2):
-    model = tfp_realnvp.RealNVP(shape, num_scales=scales, num_res_blocks=2,
-                                num_filters=filters)
-    n = model.count_params()
-    if best is None or abs(n - target) < abs(best[1] - target):
-      best = (model, n, filters)
-    if n > target:
-      break
-  return best
-
-
-def _glow(shape, target):
-  """A `tfb.Glow` (2 blocks of 8 steps) whose conditioner width matches `target`."""
-  import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
-  tfb = tfp.bijectors
-  best = None
-  for width in range(8, 513, 4):
-    def coupling(input_shape, w=width):
-      return tfb.GlowDefaultNetwork(input_shape, num_hidden=w)
-
-    glow = tfb.Glow(output_shape=shape, num_glow_blocks=2,
-                    num_steps_per_block=8, coupling_bijector_fn=coupling,
-                    exit_bijector_fn=tfb.GlowDefaultExitNetwork)
-    n = sum(int(v.shape.num_elements()) for v in glow.trainable_variables)
-    if best is None or abs(n - target) < abs(best[1] - target):
-      best = (glow, n, width)
-    if n > target:
-      break
-  return best
+SCALING_SIDES = (16, 32, 64)
+SCALING_BATCHES = (16, 32, 64, 128, 256)
+SHARED_TFDS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "..", "shared", "data", "tfds")
 
 
 def _timed(fn, repeats, steps):
@@ -81,70 +61,181 @@ def _peak_rss_mb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _build(spec, shape):
+  """(impl handle dict) for the spec; `filters`/`width` pin the size."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if spec["impl"] == "ours":
+    import keras  # pylint: disable=import-outside-toplevel
+    if spec["preset"] == "paper":
+      model, params, size = models.ours(shape, None, **models.PAPER_CIFAR)
+    elif "size" in spec:
+      model, params, size = models.ours(shape, None, num_scales=spec["scales"],
+                                        num_res_blocks=2,
+                                        num_filters=spec["size"])
+    else:
+      model, params, size = models.ours(shape, PRESETS[spec["preset"]])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  jit_compile=spec["jit"])
+    model.make_train_function()
+    train_fn = model.train_function
+
+    def train(iterator):
+      train_fn(iterator)
+
+    def loss(x):
+      return -tf.reduce_mean(model.log_prob(x, training=True))
+    return dict(
+        params=params, size=size, train=train, loss=loss,
+        variables=model.trainable_variables,
+        log_prob=lambda x: model.log_prob(x),
+        sample=lambda n: model.sample(n, seed=(1, 2)), model=model,
+        scales=model.num_scales)
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  # A pinned "target" (the scaling sweep) keeps one width for every shape.
+  dist, _, params, size = models.glow(shape, spec.get("target") or
+                                      PRESETS[spec["preset"]])
+  variables = dist.bijector.trainable_variables
+  optimizer = tf_keras.optimizers.Adam(1e-3)
+
+  def loss(x):
+    return -tf.reduce_mean(models.glow_log_prob_pixels(dist, x, shape))
+
+  @tf.function(jit_compile=spec["jit"])
+  def step(x):
+    with tf.GradientTape() as tape:
+      value = loss(x)
+    grads = tape.gradient(value, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+    return value
+
+  def train(iterator):
+    step(next(iterator))
+  return dict(params=params, size=size, train=train, loss=loss,
+              variables=variables,
+              log_prob=lambda x: models.glow_log_prob_pixels(dist, x, shape),
+              sample=lambda n: dist.sample(n, seed=(1, 2)), dist=dist)
+
+
+def _flops(built, x):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from bench.flops import count_flops  # pylint: disable=import-outside-toplevel
+  n = int(x.shape[0])
+  forward = tf.function(built["log_prob"]).get_concrete_function(x)
+
+  @tf.function
+  def gradient(t):
+    with tf.GradientTape() as tape:
+      value = built["loss"](t)
+    return tape.gradient(value, built["variables"])
+  return (count_flops(forward) / n,
+          count_flops(gradient.get_concrete_function(x)) / n)
+
+
+def _serving_latency(spec, built, shape, repeats=30):
+  """p50 ms of the exported log_prob signature via the C API, N=1 and 64."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp import export, serving  # pylint: disable=import-outside-toplevel
+  out = {}
+  rng = np.random.default_rng(0)
+  with tempfile.TemporaryDirectory() as base:
+    if spec["impl"] == "ours":
+      path = export.export_for_serving(built["model"], base, name="bench",
+                                       warmup_requests=0)
+    else:
+      path = models.export_glow(built["dist"], shape,
+                                os.path.join(base, "glow"))
+    with serving.CApiSession(path) as session:
+      for n in (1, 64):
+        inputs = {"images": rng.uniform(0, 256, (n,) + shape).astype(
+            np.float32)}
+        signature = ("serving_default" if spec["impl"] == "ours" else
+                     f"log_prob_n{n}")
+        session.run(signature, inputs, repeat=5)
+        _, seconds = session.run(signature, inputs, repeat=repeats,
+                                 return_seconds=True)
+        out[f"serving_log_prob_p50_ms_n{n}"] = float(
+            np.percentile(np.asarray(seconds) * 1e3, 50))
+  return out
+
+
+def _data_throughput(workload, shape, batches=100):
+  """Images/s of the training input pipeline (`training.data.load`): the
+  real tfds MNIST from ../shared when present, otherwise (and for cifar) a
+  folder of PNGs of the workload's shape, decoded by the `folder:` loader."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from training import data  # pylint: disable=import-outside-toplevel
+  with tempfile.TemporaryDirectory() as tmp:
+    if workload == "mnist" and os.path.isdir(os.path.join(SHARED_TFDS,
+                                                          "mnist")):
+      source = "tfds mnist (../shared)"
+      pipelines = data.load("mnist", batch_size=BATCH, data_dir=SHARED_TFDS,
+                            download=False)
+    else:
+      from PIL import Image  # pylint: disable=import-outside-toplevel
+      rng = np.random.default_rng(0)
+      for i in range(2000):
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        Image.fromarray(pixels.squeeze(-1) if shape[-1] == 1 else pixels
+                        ).save(os.path.join(tmp, f"{i}.png"))
+      source = f"folder of 2000 PNGs {shape}"
+      pipelines = data.load(f"folder:{tmp}", batch_size=BATCH,
+                            image_size=shape)
+    iterator = iter(pipelines.train.repeat())
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+      next(iterator)
+    return {"data_images_per_second":
+                batches * BATCH / (time.perf_counter() - start),
+            "data_source": source}
+
+
 def run_one(spec):
   """One measurement in this process; returns a dict."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  shape = tuple(WORKLOADS[spec["workload"]])
-  target = PRESETS[spec["preset"]]
+  shape = tuple(spec.get("shape") or WORKLOADS[spec["workload"]])
+  batch = spec.get("batch", BATCH)
   repeats, steps = spec["repeats"], spec["steps"]
   rng = np.random.default_rng(0)
-  x = tf.constant(rng.uniform(0, 256, (BATCH,) + shape), tf.float32)
+  x = tf.constant(rng.uniform(0, 256, (batch,) + shape), tf.float32)
+  iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
   out = dict(spec)
-  if spec["impl"] == "ours":
-    import keras  # pylint: disable=import-outside-toplevel
-    model, params, width = _ours(shape, target)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  jit_compile=spec["jit"])
-    data = tf.data.Dataset.from_tensors(x).repeat()
-    iterator = iter(data)
-    model.make_train_function()
-    train_fn = model.train_function
-
-    def train():
-      train_fn(iterator)
-    log_prob = tf.function(lambda t: model.log_prob(t))
-    sample = tf.function(lambda: model.sample(BATCH, seed=(1, 2)))
-  else:
-    import tf_keras  # pylint: disable=import-outside-toplevel
-    import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
-    tfd = tfp.distributions
-    glow, params, width = _glow(shape, target)
-    dist = tfd.TransformedDistribution(
-        tfd.Sample(tfd.Normal(0.0, 1.0), [int(np.prod(shape))]), glow)
-    variables = glow.trainable_variables
-    optimizer = tf_keras.optimizers.Adam(1e-3)
-    # Glow models [0, 1] pixels shifted to [-0.5, 0.5]; same data scale.
-    scaled = x / 256.0 - 0.5
-
-    @tf.function(jit_compile=spec["jit"])
-    def step(t):
-      with tf.GradientTape() as tape:
-        loss = -tf.reduce_mean(dist.log_prob(t))
-      grads = tape.gradient(loss, variables)
-      optimizer.apply_gradients(zip(grads, variables))
-      return loss
-
-    def train():
-      step(scaled)
-    log_prob = tf.function(lambda t: dist.log_prob(t / 256.0 - 0.5))
-    sample = tf.function(lambda: dist.sample(BATCH, seed=(1, 2)))
-  out["parameters"] = int(params)
-  out["width"] = int(width)
-  sec = _timed(train, repeats, steps)
-  out["train_images_per_second"] = BATCH / sec
-  out["log_prob_images_per_second"] = BATCH / _timed(lambda: log_prob(x),
+  built = _build(spec, shape)
+  out["parameters"] = int(built["params"])
+  out["size"] = int(built["size"])
+  if "scales" in built:
+    out["scales"] = built["scales"]
+  sec = _timed(lambda: built["train"](iterator), repeats, steps)
+  out["train_step_ms"] = sec * 1e3
+  out["train_images_per_second"] = batch / sec
+  if spec.get("train_only"):
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
+  log_prob = tf.function(built["log_prob"])
+  out["log_prob_images_per_second"] = batch / _timed(lambda: log_prob(x),
                                                      repeats, steps)
+  sample = tf.function(lambda: built["sample"](batch))
   samples = sample()
-  out["sample_images_per_second"] = BATCH / _timed(sample, repeats, steps)
+  out["sample_images_per_second"] = batch / _timed(sample, repeats, steps)
   out["samples_finite_fraction"] = float(np.mean(np.all(
-      np.isfinite(np.reshape(samples.numpy(), (BATCH, -1))), axis=1)))
+      np.isfinite(np.reshape(samples.numpy(), (batch, -1))), axis=1)))
   out["peak_rss_mb"] = _peak_rss_mb()
+  if spec.get("extras"):
+    forward, train = _flops(built, x)
+    out["forward_mflops_per_image"] = forward / 1e6
+    out["train_mflops_per_image"] = train / 1e6
+    out["train_gflops_per_second"] = train * out[
+        "train_images_per_second"] / 1e9
+    out.update(_serving_latency(spec, built, shape))
+    if spec["impl"] == "ours" and spec.get("workload"):
+      out.update(_data_throughput(spec["workload"], shape))
   return out
 
 
-def matmul_gflops(n=2048, repeats=5):
+def matmul_gflops(n=4096, repeats=5):
+  """float32 GEMM GFLOP/s: the practical compute peak of this machine."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   a = tf.random.normal([n, n])
   b = tf.random.normal([n, n])
@@ -160,7 +251,8 @@ def matmul_gflops(n=2048, repeats=5):
 
 def _machine():
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return {"cpu": cpu_model(), "cores": os.cpu_count(), "tensorflow": tf.__version__,
+  return {"cpu": cpu_model(), "cores": os.cpu_count(),
+          "tensorflow": tf.__version__,
           "intra_op_threads":
               tf.config.threading.get_intra_op_parallelism_threads(),
           "inter_op_threads":
@@ -168,49 +260,114 @@ def _machine():
           "matmul_gflops": matmul_gflops()}
 
 
+def _run(spec):
+  proc = subprocess.run(
+      [sys.executable, "-m", "bench", "--one", json.dumps(spec)],
+      capture_output=True, text=True, check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+  if proc.returncode or not lines:
+    row = dict(spec, error=proc.stderr.strip().splitlines()[-1:])
+  else:
+    row = json.loads(lines[-1])
+  print(json.dumps(row), flush=True)
+  return row
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(prog="python -m bench",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--workloads", default="mnist,cifar")
-  p.add_argument("--presets", default="small")
+  p.add_argument("--presets", default="small",
+                 help="comma list of small (~0.5M), medium (~3M), paper "
+                      "(the paper's CIFAR-10 model, ours only)")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--steps", type=int, default=5,
                  help="steps per timed repeat")
   p.add_argument("--only", choices=("ours", "peer"), default=None)
   p.add_argument("--jit", default="false,true",
                  help="jit_compile settings to measure")
+  p.add_argument("--scaling", action="store_true",
+                 help="time the training step vs image side and batch")
   p.add_argument("--one", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.one:
     print(json.dumps(run_one(json.loads(args.one))), flush=True)
     return 0
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  print(json.dumps({"machine": _machine()}), flush=True)
+  machine = _machine()
+  print(json.dumps({"machine": machine}), flush=True)
   impls = [args.only] if args.only else ["ours", "peer"]
+  if args.scaling:
+    _scaling(args, impls)
+    return 0
   rows = []
+  jits = [j == "true" for j in args.jit.split(",")]
   for workload in args.workloads.split(","):
     for preset in args.presets.split(","):
+      if preset == "paper" and workload != "cifar":
+        continue
       for impl in impls:
-        for jit in (j == "true" for j in args.jit.split(",")):
+        if preset == "paper" and impl != "ours":
+          continue
+        for jit in jits:
           spec = {"workload": workload, "preset": preset, "impl": impl,
-                  "jit": jit, "repeats": args.repeats, "steps": args.steps}
-          proc = subprocess.run(
-              [sys.executable, "-m", "bench", "--one", json.dumps(spec)],
-              capture_output=True, text=True, check=False)
-          lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-          if proc.returncode or not lines:
-            row = dict(spec, error=proc.stderr.strip().splitlines()[-1:])
-          else:
-            row = json.loads(lines[-1])
-          print(json.dumps(row), flush=True)
-          rows.append(row)
-  _table(rows)
+                  "jit": jit, "repeats": args.repeats, "steps": args.steps,
+                  # FLOPs, serving latency, data: once per model (jit off).
+                  "extras": jit == jits[0] and preset != "paper"}
+          if preset == "paper":
+            spec.update(repeats=3, steps=1, train_only=True)
+          rows.append(_run(spec))
+  _table(rows, machine)
   return 0
 
 
-def _table(rows):
-  keys = ("train_images_per_second", "log_prob_images_per_second",
-          "sample_images_per_second")
+def _scaling(args, impls):
+  rows = []
+  for workload in args.workloads.split(","):
+    side, _, channels = WORKLOADS[workload]
+    for impl in impls:
+      # Size the model once at the workload's own shape, then keep it.
+      base = _run({"workload": workload, "preset": "small", "impl": impl,
+                   "jit": False, "repeats": 1, "steps": 1,
+                   "train_only": True})
+      if "error" in base:
+        continue
+      fixed = {"impl": impl, "preset": "small", "jit": False,
+               "repeats": args.repeats, "steps": 2, "train_only": True,
+               "size": base["size"], "scales": base.get("scales", 3),
+               "target": base["parameters"], "workload": workload}
+      for s in SCALING_SIDES:
+        rows.append(_run(dict(fixed, shape=[s, s, channels], batch=BATCH,
+                              sweep="side")))
+      for b in SCALING_BATCHES:
+        rows.append(_run(dict(fixed, shape=[side, side, channels], batch=b,
+                              sweep="batch")))
+  print("\n| workload | impl | sweep | shape | batch | params | step ms | "
+        "img/s |")
+  print("|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    if "error" in r:
+      print(f"| {r['workload']} | {r['impl']} | {r['sweep']} | "
+            f"{r['shape']} | {r['batch']} | error: {r['error']} |||")
+      continue
+    print(f"| {r['workload']} | {r['impl']} | {r['sweep']} | "
+          f"{'×'.join(map(str, r['shape']))} | {r['batch']} | "
+          f"{r['parameters']:,} | {r['train_step_ms']:.0f} | "
+          f"{r['train_images_per_second']:.0f} |")
+
+
+FIGURES = ("train_images_per_second", "log_prob_images_per_second",
+           "sample_images_per_second")
+
+
+def _fmt(value, spec=".0f"):
+  return "–" if value is None else format(value, spec)
+
+
+def _table(rows, machine):
+  peak = machine["matmul_gflops"]
+  print(f"\nmachine: {machine['cpu']}, {machine['cores']} cores, TF "
+        f"{machine['tensorflow']}, float32 matmul peak {peak:.0f} GFLOP/s")
   print("\n| workload | preset | impl | jit | params | train img/s | "
         "log_prob img/s | sample img/s | finite samples | peak RSS MB |")
   print("|---|---|---|---|---|---|---|---|---|---|")
@@ -221,23 +378,49 @@ def _table(rows):
       continue
     print(f"| {r['workload']} | {r['preset']} | {r['impl']} | {r['jit']} | "
           f"{r['parameters']:,} | " +
-          " | ".join(f"{r[k]:.0f}" for k in keys) +
-          f" | {r['samples_finite_fraction']:.2f} | {r['peak_rss_mb']:.0f} |")
+          " | ".join(_fmt(r.get(k)) for k in FIGURES) +
+          f" | {_fmt(r.get('samples_finite_fraction'), '.2f')} | "
+          f"{r['peak_rss_mb']:.0f} |")
+  extras = [r for r in rows if "train_mflops_per_image" in r]
+  if extras:
+    print("\n| workload | preset | impl | fwd MFLOP/img | train MFLOP/img | "
+          "train GFLOP/s | % of matmul peak | serve N=1 ms | serve N=64 ms "
+          "| tf.data img/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in extras:
+      print(f"| {r['workload']} | {r['preset']} | {r['impl']} | "
+            f"{r['forward_mflops_per_image']:.0f} | "
+            f"{r['train_mflops_per_image']:.0f} | "
+            f"{r['train_gflops_per_second']:.1f} | "
+            f"{100 * r['train_gflops_per_second'] / peak:.1f}% | "
+            f"{r['serving_log_prob_p50_ms_n1']:.1f} | "
+            f"{r['serving_log_prob_p50_ms_n64']:.1f} | "
+            f"{_fmt(r.get('data_images_per_second'))} |")
   ok = [r for r in rows if "error" not in r]
-  for workload in {r["workload"] for r in ok}:
-    for preset in {r["preset"] for r in ok}:
-      def best(impl, key):
-        vals = [r[key] for r in ok if r["impl"] == impl and
-                r["workload"] == workload and r["preset"] == preset]
-        return max(vals) if vals else None
+  for workload in sorted({r["workload"] for r in ok}):
+    for preset in sorted({r["preset"] for r in ok}):
+      def pick(impl, key, best=max, source=ok, w=workload, p=preset):
+        vals = [r[key] for r in source if r["impl"] == impl and
+                r["workload"] == w and r["preset"] == p and key in r]
+        return best(vals) if vals else None
       ratios = []
-      for key in keys:
-        a, b = best("ours", key), best("peer", key)
+      for key in FIGURES:
+        a, b = pick("ours", key), pick("peer", key)
         if a and b:
           ratios.append(f"{key.split('_images')[0]} {a / b:.2f}x")
+      for n in (1, 64):
+        key = f"serving_log_prob_p50_ms_n{n}"
+        a, b = pick("ours", key, min), pick("peer", key, min)
+        if a and b:
+          ratios.append(f"serving speed N={n} {b / a:.2f}x")
       if ratios:
         print(f"\nours/peer ({workload}, {preset}, best of jit settings): "
               + ", ".join(ratios))
+      data_rate = pick("ours", "data_images_per_second")
+      train_rate = pick("ours", "train_images_per_second")
+      if data_rate and train_rate:
+        print(f"tf.data ({workload}): {data_rate:.0f} img/s = "
+              f"{data_rate / train_rate:.1f}x our training throughput")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
 """Run as a script (it must configure devices before TF starts): one SGD step
 on the same global batch with the default strategy and with MirroredStrategy
-over two logical CPUs; prints the losses and the largest weight difference."""
+over two logical CPUs; prints the losses, the largest relative difference of
+the weight updates and of the batch-norm moving statistics.
+
+    python tests/mirrored_check.py {none|synchronized|per_replica}
+
+`none`: no batch norm; `synchronized` / `per_replica`: batch norm on, with
+`synchronized_batch_norm` True / False."""
 
 import json
 import sys
@@ -16,10 +22,14 @@ import keras  # noqa: E402
 import tfp_realnvp  # noqa: E402
 
 
+MODE = sys.argv[1] if len(sys.argv) > 1 else "none"
+
+
 def build():
   keras.utils.set_random_seed(0)
   return tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_res_blocks=1,
-                             num_filters=8, use_batch_norm=False)
+                             num_filters=8, use_batch_norm=MODE != "none",
+                             synchronized_batch_norm=MODE == "synchronized")
 
 
 x = np.random.default_rng(0).uniform(0, 256, (16, 8, 8, 1)).astype(
@@ -37,9 +47,23 @@ losses = []
 for model in (single, mirrored):
   history = model.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0)
   losses.append(history.history["loss"][0])
-updates = [np.abs((a.numpy() - w) - (b.numpy() - w)).max() /
-           max(np.abs(a.numpy() - w).max(), 1e-12)
-           for a, b, w in zip(single.weights, mirrored.weights, start)]
+
+
+def relative_update_difference(pairs):
+  """‖Δ_single − Δ_mirrored‖ / ‖Δ_single‖ over all the given variables (the
+  update vector; for SGD it is −lr·gradient)."""
+  if not pairs:
+    return 0.0
+  single = np.concatenate([(a.numpy() - w).ravel() for a, _, w in pairs])
+  mirrored = np.concatenate([(b.numpy() - w).ravel() for _, b, w in pairs])
+  return float(np.linalg.norm(single - mirrored) /
+               max(np.linalg.norm(single), 1e-30))
+
+
+pairs = list(zip(single.weights, mirrored.weights, start))
 json.dump({"replicas": strategy.num_replicas_in_sync, "losses": losses,
-           "max_relative_update_difference": float(max(updates))},
+           "relative_update_difference": relative_update_difference(
+               [p for p in pairs if p[0].trainable]),
+           "relative_moving_stat_difference": relative_update_difference(
+               [p for p in pairs if "moving" in p[0].path])},
           sys.stdout)

@@ -261,6 +261,7 @@ def test_class_conditional(rng):
     (dict(image_shape=(8, 8, 1), num_classes=1), "num_classes"),
     (dict(image_shape=(8, 8, 1), alpha=0.7), "alpha"),
     (dict(image_shape=(8, 8, 1), num_filters=0), "num_filters"),
+    (dict(image_shape=(8, 8, 1), mixed_precision="float16"), "mixed_precision"),
 ])
 def test_constructor_errors(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -309,3 +310,69 @@ def test_save_and_restore_give_identical_log_prob(tmp_path, rng):
   assert isinstance(loaded, tfp_realnvp.RealNVP)
   assert loaded.get_config() == model.get_config()
   np.testing.assert_array_equal(loaded.log_prob(x, labels).numpy(), expected)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_and_keeps_the_flow_in_float32(policy, rng):
+  """Half-precision s/t networks; bijector arithmetic, log-dets and loss in
+  float32. bf16/f16 run on CPU here (slowly); the point is correctness."""
+  x = _images(rng, 32, (8, 8, 1))
+  reference = _model((8, 8, 1), 2, seed=3)
+  mixed = _model((8, 8, 1), 2, seed=3, mixed_precision=policy)
+  for a, b in zip(reference.weights, mixed.weights):
+    b.assign(a)
+  assert mixed.coupling_networks[0].compute_dtype == policy.split("_")[1]
+  assert all(v.dtype == "float32" for v in mixed.weights)
+  lp_ref = reference.log_prob(x).numpy()
+  lp = mixed.log_prob(x)
+  assert lp.dtype == tf.float32
+  # Half precision only enters through s and t: the densities agree to the
+  # networks' rounding (bf16 has 8 mantissa bits), not to float32 round-off.
+  tolerance = 0.01 if policy == "mixed_bfloat16" else 0.002
+  np.testing.assert_allclose(lp.numpy(), lp_ref, rtol=tolerance)
+  assert not np.allclose(lp.numpy(), lp_ref, rtol=1e-6, atol=0)
+  mixed.compile(optimizer=keras.optimizers.Adam(1e-3))
+  assert isinstance(mixed.optimizer, keras.optimizers.LossScaleOptimizer) == (
+      policy == "mixed_float16")
+  history = mixed.fit(x, batch_size=16, epochs=3, verbose=0, shuffle=False)
+  losses = history.history["loss"]
+  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+  assert np.all(np.isfinite(mixed.log_prob(x).numpy()))
+  assert np.all(np.isfinite(mixed.sample(4, seed=(1, 2)).numpy()))
+
+
+def test_mixed_precision_follows_the_global_policy():
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy("mixed_bfloat16")
+  try:
+    model = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, **SMALL)
+  finally:
+    keras.config.set_dtype_policy(previous)
+  assert model.mixed_precision == "mixed_bfloat16"
+  assert model.dtype_policy.name == "float32"
+  assert model.batch_norm_states[0].dtype_policy.name == "float32"
+  assert model.get_config()["mixed_precision"] == "mixed_bfloat16"
+
+
+def test_fit_traces_its_train_step_once(rng):
+  """No retracing: Keras' train and test steps are traced once for the whole
+  fit (same input signature every step). The Python bodies of `train_step`
+  and `test_step` run only while TF traces them, so counting their runs
+  counts traces."""
+  model = _model((8, 8, 1), 2)
+  traces = {"train": 0, "test": 0}
+
+  def counting(kind, step):
+    def wrapped(data):
+      assert not tf.executing_eagerly()
+      traces[kind] += 1
+      return step(data)
+    return wrapped
+  model.train_step = counting("train", model.train_step)
+  model.test_step = counting("test", model.test_step)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  data = tf.data.Dataset.from_tensor_slices(
+      _images(rng, 64, (8, 8, 1))).batch(16, drop_remainder=True)
+  history = model.fit(data, epochs=3, validation_data=data, verbose=0)
+  assert len(history.history["loss"]) == 3
+  assert traces == {"train": 1, "test": 1}

@@ -59,6 +59,7 @@ tfb = tfp.bijectors
 tfd = tfp.distributions
 
 COUPLING_TYPES = ("affine", "additive")
+MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -84,6 +85,19 @@ class RealNVP(keras.Model):
     alpha: the logit preprocessing α (0.05 in the authors' code).
     bn_momentum: moving-average decay of every batch norm.
     bn_epsilon: variance epsilon of every batch norm (paper code: 1e-4).
+    mixed_precision: `None` (float32 everywhere), `'mixed_float16'` or
+      `'mixed_bfloat16'`: the s/t networks (where the FLOPs are) compute in
+      half precision with float32 weights, while the bijector arithmetic,
+      every log-det, batch-norm statistics, the prior and the loss stay in
+      float32, so log_prob is still a float32 sum. `None` also follows a
+      mixed global policy (`keras.config.set_dtype_policy`).
+      `'mixed_float16'` makes `compile` wrap the optimizer in Keras'
+      `LossScaleOptimizer`.
+    synchronized_batch_norm: under a multi-replica `tf.distribute` strategy,
+      every batch norm (flow bijectors and s/t networks) uses the statistics
+      of the global batch, all-reduced across replicas, so training optimizes
+      the same objective on 1 or N devices. `False`: per-replica statistics.
+      No effect with one replica.
     use_weight_norm: weight-normalised convolutions in the s/t networks.
     log_scale_init: initial learned factor in `s = scale · tanh(raw)`; it is
       the initial bound on |s| per element.
@@ -96,8 +110,19 @@ class RealNVP(keras.Model):
                num_filters=32, coupling="affine", use_batch_norm=True,
                num_classes=None, alpha=0.05, bn_momentum=0.9, bn_epsilon=1e-4,
                use_weight_norm=True, log_scale_init=1.0, l2_reg=5e-5,
-               validate_inputs=True, **kwargs):
+               validate_inputs=True, synchronized_batch_norm=True,
+               mixed_precision=None, **kwargs):
+    if mixed_precision is None:
+      global_policy = keras.config.dtype_policy().name
+      if global_policy in MIXED_PRECISION_POLICIES:
+        mixed_precision = global_policy
+    if mixed_precision not in (None,) + MIXED_PRECISION_POLICIES:
+      raise ValueError(f"mixed_precision must be None or one of "
+                       f"{MIXED_PRECISION_POLICIES}, got {mixed_precision!r}")
+    # The model itself (and so the flow) stays float32 under any policy.
+    kwargs.setdefault("dtype", "float32")
     super().__init__(**kwargs)
+    self.mixed_precision = mixed_precision
     image_shape = _validate_image_shape(image_shape)
     _validate_positive_int("num_scales", num_scales)
     _validate_positive_int("num_res_blocks", num_res_blocks, allow_zero=True)
@@ -137,6 +162,7 @@ class RealNVP(keras.Model):
     self.alpha = float(alpha)
     self.bn_momentum = float(bn_momentum)
     self.bn_epsilon = float(bn_epsilon)
+    self.synchronized_batch_norm = bool(synchronized_batch_norm)
     self.use_weight_norm = bool(use_weight_norm)
     self.log_scale_init = float(log_scale_init)
     self.l2_reg = float(l2_reg)
@@ -170,7 +196,8 @@ class RealNVP(keras.Model):
     self.latent_shapes = tuple(tuple(s) for s in latent_shapes)
 
     self.prior = (prior.ClassConditionalPrior(self.num_classes,
-                                              self.event_size, name="prior")
+                                              self.event_size, dtype="float32",
+                                              name="prior")
                   if self.num_classes else None)
     if self.prior is not None:
       self.prior.build()
@@ -188,13 +215,16 @@ class RealNVP(keras.Model):
         affine=self.coupling == "affine", use_batch_norm=self.use_batch_norm,
         use_weight_norm=self.use_weight_norm, bn_momentum=self.bn_momentum,
         bn_epsilon=self.bn_epsilon, log_scale_init=self.log_scale_init,
-        l2=self.l2_reg, name=f"st_net_{index}")
+        l2=self.l2_reg, synchronized_batch_norm=self.synchronized_batch_norm,
+        dtype=self.mixed_precision or "float32", name=f"st_net_{index}")
     net.build((None, height, width, in_channels))
     self.coupling_networks.append(net)
     bn_index = None
     if self.use_batch_norm:
-      state = batch_norm.BatchNormState(self.bn_momentum, self.bn_epsilon,
-                                        name=f"flow_bn_{index}")
+      state = batch_norm.BatchNormState(
+          self.bn_momentum, self.bn_epsilon,
+          synchronized=self.synchronized_batch_norm, dtype="float32",
+          name=f"flow_bn_{index}")
       state.build((None, height, width, channels))
       bn_index = len(self.batch_norm_states)
       self.batch_norm_states.append(state)
@@ -284,6 +314,12 @@ class RealNVP(keras.Model):
     if kwargs.get("loss") is not None:
       raise ValueError("RealNVP minimises -log_prob (+ L2) itself; do not "
                        "pass a loss to compile()")
+    if self.mixed_precision == "mixed_float16":
+      # float16 gradients underflow without loss scaling (Keras only adds it
+      # itself when the *model's* policy is mixed; ours stays float32).
+      optimizer = keras.optimizers.get(optimizer)
+      if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     super().compile(optimizer=optimizer, **kwargs)
     if self.optimizer is not None and not self.optimizer.built:
       self.optimizer.build(self.trainable_variables)
@@ -308,6 +344,12 @@ class RealNVP(keras.Model):
       loss = loss * (1.0 / replicas)
     return loss
 
+  def train_step(self, data):
+    return _reducible_logs(super().train_step(data))
+
+  def test_step(self, data):
+    return _reducible_logs(super().test_step(data))
+
   def compute_metrics(self, x, y, y_pred, sample_weight=None):
     self.bits_per_dim_tracker.update_state(self._nats_to_bits_per_dim(-y_pred))
     return super().compute_metrics(x, y, y_pred, sample_weight)
@@ -324,6 +366,8 @@ class RealNVP(keras.Model):
         "use_weight_norm": self.use_weight_norm,
         "log_scale_init": self.log_scale_init, "l2_reg": self.l2_reg,
         "validate_inputs": self.validate_inputs,
+        "synchronized_batch_norm": self.synchronized_batch_norm,
+        "mixed_precision": self.mixed_precision,
     }
 
   # --- public API ---------------------------------------------------------------
@@ -523,6 +567,25 @@ class RealNVP(keras.Model):
           message=f"labels must be in [0, {self.num_classes})"))
     with tf.control_dependencies(checks):
       return tf.identity(labels)
+
+
+def _reducible_logs(logs):
+  """Step logs Keras 3 can reduce under MultiWorkerMirroredStrategy.
+
+  Keras 3 reduces each replica's step outputs there with
+  `strategy.reduce(MEAN, value, axis=0)`, which fails for the scalar
+  loss/metric values every model returns ("Invalid reduction dimension 0
+  for input with 0 dimensions", tensorflow/tensorflow#72388). As `[1]`
+  tensors they reduce to the mean over replicas, a scalar, which is what
+  Keras means to report. Other strategies get the scalars unchanged.
+  """
+  strategy = tf.distribute.get_strategy()
+  multi_worker = (
+      isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and
+      strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
+  if not multi_worker:
+    return logs
+  return {k: tf.reshape(v, [1]) for k, v in logs.items()}
 
 
 def _validate_image_shape(image_shape):

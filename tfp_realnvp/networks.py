@@ -20,6 +20,8 @@ Everything here is a Keras 3 layer, so its weights belong to the owning
 import keras
 import tensorflow as tf
 
+from tfp_realnvp import normalization
+
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class WeightNormConv2D(keras.layers.Layer):
@@ -60,18 +62,20 @@ class WeightNormConv2D(keras.layers.Layer):
       kernel_init = keras.initializers.HeNormal()
     self.v = self.add_weight(
         name="kernel", shape=(k, k, in_channels, self.filters),
-        initializer=kernel_init, regularizer=regularizer)
+        initializer=kernel_init, regularizer=regularizer, autocast=False)
     if self.use_weight_norm:
       # g = ||v|| reproduces v at init; g = 0 makes the layer output zero.
       self.g = self.add_weight(
           name="g", shape=(self.filters,),
           initializer="zeros" if self.zero_init else "ones",
-          regularizer=regularizer)
+          regularizer=regularizer, autocast=False)
+    # autocast=False: weights are read in float32 (weight norm is computed
+    # in float32) and cast explicitly where a mixed policy computes in half.
     self.bias = self.add_weight(name="bias", shape=(self.filters,),
-                                initializer="zeros")
+                                initializer="zeros", autocast=False)
 
   def kernel(self):
-    """The effective convolution kernel."""
+    """The effective convolution kernel (in the variables' dtype)."""
     v = tf.convert_to_tensor(self.v)
     if not self.use_weight_norm:
       return v
@@ -81,8 +85,11 @@ class WeightNormConv2D(keras.layers.Layer):
     return v * (tf.convert_to_tensor(self.g) * inv_norm)
 
   def call(self, x):
-    y = tf.nn.conv2d(x, self.kernel(), strides=1, padding="SAME")
-    return tf.nn.bias_add(y, tf.convert_to_tensor(self.bias))
+    # The norm is taken in float32; only the convolution runs in the compute
+    # dtype under a mixed-precision policy.
+    y = tf.nn.conv2d(x, tf.cast(self.kernel(), x.dtype), strides=1,
+                     padding="SAME")
+    return tf.nn.bias_add(y, tf.cast(self.bias, x.dtype))
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.filters,)
@@ -109,7 +116,10 @@ class CouplingResNet(keras.layers.Layer):
     num_filters: feature maps of the hidden convolutions.
     num_blocks: residual blocks (each BN-ReLU-conv-BN-ReLU-conv + skip).
     affine: also output a log-scale (False: translation only).
-    use_batch_norm: Keras batch normalization inside the residual blocks.
+    use_batch_norm: batch normalization inside the residual blocks
+      (`tfp_realnvp.normalization.BatchNorm`, the fused kernel).
+    synchronized_batch_norm: under a multi-replica `tf.distribute` strategy,
+      compute those statistics over the global batch (all-reduce).
     use_weight_norm: weight-normalised convolutions (paper §4.1).
     bn_momentum, bn_epsilon: of the inner batch-norm layers.
     log_scale_init: initial value of the learned per-channel factor in
@@ -121,7 +131,7 @@ class CouplingResNet(keras.layers.Layer):
   def __init__(self, out_channels, num_filters=32, num_blocks=4, affine=True,
                use_batch_norm=True, use_weight_norm=True, bn_momentum=0.9,
                bn_epsilon=1e-4, log_scale_init=1.0, kernel_size=3, l2=0.0,
-               **kwargs):
+               synchronized_batch_norm=True, **kwargs):
     super().__init__(**kwargs)
     if out_channels < 1:
       raise ValueError(f"out_channels must be >= 1, got {out_channels}")
@@ -138,6 +148,7 @@ class CouplingResNet(keras.layers.Layer):
     self.log_scale_init = float(log_scale_init)
     self.kernel_size = int(kernel_size)
     self.l2 = float(l2)
+    self.synchronized_batch_norm = bool(synchronized_batch_norm)
 
     def conv(filters, name, zero_init=False):
       return WeightNormConv2D(filters, self.kernel_size,
@@ -147,8 +158,9 @@ class CouplingResNet(keras.layers.Layer):
     def norm(name):
       if not self.use_batch_norm:
         return None
-      return keras.layers.BatchNormalization(
-          momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)
+      return normalization.BatchNorm(
+          momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+          synchronized=self.synchronized_batch_norm, name=name)
 
     self.in_conv = conv(self.num_filters, "in_conv")
     # Flat lists of layers (Keras tracks lists, not tuples inside them).
@@ -173,7 +185,8 @@ class CouplingResNet(keras.layers.Layer):
     if self.affine:
       self.log_scale_factor = self.add_weight(
           name="log_scale_factor", shape=(self.out_channels,),
-          initializer=keras.initializers.Constant(self.log_scale_init))
+          initializer=keras.initializers.Constant(self.log_scale_init),
+          autocast=False)
 
   def _norm_relu(self, layer, h, training):
     if layer is not None:
@@ -191,6 +204,9 @@ class CouplingResNet(keras.layers.Layer):
           self._norm_relu(self._block_norm(i + 1), r, training))
       h = h + r
     out = self.out_conv(self._norm_relu(self.out_norm, h, training))
+    # Under a mixed-precision policy the convolutions run in float16/bfloat16;
+    # s and t leave in the variable dtype (float32), the flow's dtype.
+    out = tf.cast(out, self.variable_dtype)
     if not self.affine:
       return None, out
     raw_s, shift = tf.split(out, 2, axis=-1)
@@ -205,5 +221,6 @@ class CouplingResNet(keras.layers.Layer):
                   use_weight_norm=self.use_weight_norm,
                   bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
                   log_scale_init=self.log_scale_init,
-                  kernel_size=self.kernel_size, l2=self.l2)
+                  kernel_size=self.kernel_size, l2=self.l2,
+                  synchronized_batch_norm=self.synchronized_batch_norm)
     return config

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfp_realnvp import atomic
 from training import figures
+from training import strategy as strategy_lib
 
 
 class NonFiniteLossError(RuntimeError):
@@ -129,6 +130,9 @@ class TimeBudget(keras.callbacks.Callback):
     self._start = time.perf_counter()
 
   def on_epoch_end(self, epoch, logs=None):
-    if time.perf_counter() - self._start >= self.seconds:
+    over = time.perf_counter() - self._start >= self.seconds
+    # Under MultiWorkerMirroredStrategy clocks differ: stop everywhere if
+    # any worker is over budget (all-reduced), or the others would hang.
+    if strategy_lib.any_worker(self.model.distribute_strategy, over):
       self.stopped_epoch = epoch
       self.model.stop_training = True

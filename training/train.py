@@ -24,6 +24,7 @@ given `--output_dir`); `--fresh` starts a new run instead.
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ from training import callbacks as callbacks_lib
 from training import configs
 from training import data
 from training import figures
+from training import strategy as strategy_lib
 
 
 def write_json(obj, path):
@@ -65,6 +67,14 @@ def resolve_run_dir(config_name, output_dir=None, fresh=False, root="runs"):
   return os.path.join(root, f"{config_name}-{stamp}"), False
 
 
+def weights_sha256(model):
+  """SHA-256 of all weights' float32 bytes (replicas must agree bit-wise)."""
+  digest = hashlib.sha256()
+  for w in model.get_weights():
+    digest.update(np.ascontiguousarray(w, np.float32).tobytes())
+  return digest.hexdigest()
+
+
 def build_model(config, image_shape, num_classes):
   """The `RealNVP` a config describes (library call only)."""
   return tfp_realnvp.RealNVP(
@@ -74,15 +84,33 @@ def build_model(config, image_shape, num_classes):
       use_batch_norm=config["use_batch_norm"],
       num_classes=num_classes if config["conditional"] else None,
       alpha=config["alpha"], bn_momentum=config["bn_momentum"],
-      log_scale_init=config["log_scale_init"], l2_reg=config["l2_reg"])
+      log_scale_init=config["log_scale_init"], l2_reg=config["l2_reg"],
+      synchronized_batch_norm=config["synchronized_batch_norm"],
+      mixed_precision=(None if config["mixed_precision"] == "none"
+                       else config["mixed_precision"]))
 
 
-def load_datasets(config, data_dir=None, manual_dir=None, download=True):
+def jit_compile_setting(text):
+  """The `compile(jit_compile=...)` value of the `jit_compile` config."""
+  values = {"auto": "auto", "true": True, "false": False}
+  if str(text).lower() not in values:
+    raise ValueError(f"jit_compile must be auto, true or false, got {text!r}")
+  return values[str(text).lower()]
+
+
+def load_datasets(config, data_dir=None, manual_dir=None, download=True,
+                  multi_worker=False):
+  """The config's pipelines. Under several workers Keras auto-shards them
+  (tf.data AUTO policy: by file when the source has at least one file per
+  worker, else by element); element sharding needs the same element order
+  on every worker, so the order is then made deterministic (the shuffle is
+  seeded identically everywhere)."""
   return data.load(
       config["dataset"], batch_size=config["batch_size"], seed=config["seed"],
       conditional=config["conditional"], data_dir=data_dir,
       manual_dir=manual_dir, download=download,
-      deterministic=config["deterministic"], image_size=config["image_size"],
+      deterministic=config["deterministic"] or multi_worker,
+      image_size=config["image_size"],
       shuffle_buffer=config["shuffle_buffer"])
 
 
@@ -110,48 +138,83 @@ def write_figures(model, datasets, run_dir, config):
 
 
 def run(config, output_dir=None, data_dir=None, manual_dir=None,
-        download=True, fresh=False, verbose=2):
+        download=True, fresh=False, verbose=2, strategy="default",
+        devices=None, tpu=None):
   """Trains, evaluates on the test split, writes all artifacts; returns
-  the metrics dict."""
+  the metrics dict.
+
+  `strategy` is a `tf.distribute.Strategy` or one of
+  `training.strategy.STRATEGIES` (`devices` for 'mirrored', `tpu` for
+  'tpu'); see `training/strategy.py` for who writes what. Under
+  'multi_worker' every worker runs this with the same arguments and an
+  explicit `output_dir`; non-chief workers return after `fit`.
+  """
   started = time.time()
+  if strategy == "multi_worker" and not output_dir:
+    # Checked before the strategy exists: creating it waits for the peers.
+    raise ValueError("--strategy multi_worker needs --output_dir: every "
+                     "worker must name the same run directory")
+  # First: MultiWorkerMirroredStrategy must exist before TF runs any op.
+  if isinstance(strategy, str):
+    strategy = strategy_lib.make(strategy, devices=devices, tpu=tpu)
+  multi_worker = strategy_lib.is_multi_worker(strategy)
+  chief = strategy_lib.is_chief(strategy)
+  if multi_worker and not output_dir:
+    raise ValueError("--strategy multi_worker needs --output_dir: every "
+                     "worker must name the same run directory")
   keras.utils.set_random_seed(config["seed"])
   if config["deterministic"]:
     tf.config.experimental.enable_op_determinism()
-  run_dir, resuming = resolve_run_dir(config["config_name"], output_dir, fresh)
-  os.makedirs(run_dir, exist_ok=True)
-  print(f"{'resuming' if resuming else 'starting'} run in {run_dir}",
+  run_dir, _ = resolve_run_dir(config["config_name"], output_dir, fresh)
+  own_dir = strategy_lib.write_dir(run_dir, strategy)
+  resuming = os.path.isdir(os.path.join(own_dir, "backup"))
+  os.makedirs(own_dir, exist_ok=True)
+  print(f"{'resuming' if resuming else 'starting'} run in {run_dir} "
+        f"({strategy.num_replicas_in_sync} replica(s), "
+        f"{'chief' if chief else 'worker ' + str(strategy_lib.task(strategy))})",
         flush=True)
 
-  datasets = load_datasets(config, data_dir, manual_dir, download)
+  datasets = load_datasets(config, data_dir, manual_dir, download,
+                           multi_worker=multi_worker)
   expected = config.get("num_classes")
   if expected is not None and expected != datasets.num_classes:
     raise ValueError(f"--num_classes {expected} does not match dataset "
                      f"{datasets.name!r} ({datasets.num_classes} classes)")
-  model = build_model(config, datasets.image_shape, datasets.num_classes)
-  clip = config["clipnorm"] or None
-  model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"],
-                                                global_clipnorm=clip))
-  write_json(dict(config, num_parameters=int(model.count_params())),
-             os.path.join(run_dir, "config.json"))
+  with strategy.scope():
+    model = build_model(config, datasets.image_shape, datasets.num_classes)
+    clip = config["clipnorm"] or None
+    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"],
+                                                  global_clipnorm=clip),
+                  jit_compile=jit_compile_setting(config["jit_compile"]))
+  if chief:
+    write_json(dict(config, num_parameters=int(model.count_params()),
+                    num_replicas=strategy.num_replicas_in_sync),
+               os.path.join(run_dir, "config.json"))
 
   throughput = callbacks_lib.Throughput(config["batch_size"])
   log_dir = os.path.join(run_dir, "logs")
   best_path = os.path.join(run_dir, "checkpoints", "best.keras")
+  # Every process keeps its own backup (restores itself after a restart);
+  # only the chief writes the shared artifacts.
   cbs = [
       callbacks_lib.NonFiniteLossGuard(),
-      keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"),
+      keras.callbacks.BackupAndRestore(os.path.join(own_dir, "backup"),
                                        double_checkpoint=True),
-      callbacks_lib.AtomicModelCheckpoint(
-          best_path, monitor="val_bits_per_dim", mode="min",
-          save_best_only=True),
-      keras.callbacks.CSVLogger(os.path.join(run_dir, "training_log.csv"),
-                                append=True),
-      keras.callbacks.TensorBoard(log_dir=log_dir),
-      callbacks_lib.SampleImages(log_dir, config["num_samples"],
-                                 config["temperatures"], config["seed"]),
       throughput,
   ]
+  if chief:
+    cbs += [
+        callbacks_lib.AtomicModelCheckpoint(
+            best_path, monitor="val_bits_per_dim", mode="min",
+            save_best_only=True),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "training_log.csv"),
+                                  append=True),
+        keras.callbacks.TensorBoard(log_dir=log_dir),
+        callbacks_lib.SampleImages(log_dir, config["num_samples"],
+                                   config["temperatures"], config["seed"]),
+    ]
   if config["max_train_minutes"]:
+    # All workers stop at the same epoch (the decision is all-reduced).
     cbs.append(callbacks_lib.TimeBudget(config["max_train_minutes"]))
   # With a fixed number of steps per epoch the stream must not run dry.
   train = (datasets.train.repeat() if config["steps_per_epoch"]
@@ -161,11 +224,28 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
       steps_per_epoch=config["steps_per_epoch"] or None,
       validation_data=datasets.validation,
       validation_steps=config["validation_steps"] or None,
-      callbacks=cbs, verbose=verbose)
+      callbacks=cbs, verbose=verbose if chief else 0)
+  final_weights = weights_sha256(model)
+  if not chief:
+    # Weights are identical on every worker; the chief reports and exports.
+    result = {"worker": list(strategy_lib.task(strategy)),
+              "epochs_run_in_this_process": len(history.epoch),
+              "last_epoch": (history.epoch[-1] + 1) if history.epoch
+                            else None,
+              "resumed": resuming, "final_weights_sha256": final_weights}
+    write_json(result, os.path.join(own_dir, "result.json"))
+    return result
 
   # Report the checkpoint with the best validation bits/dim on the test set.
   if os.path.exists(best_path):
     model = keras.models.load_model(best_path, compile=False)
+    model.compile()
+  elif multi_worker:
+    # Evaluating the distributed model would be a collective; the chief
+    # scores a local copy of the (synchronized) weights alone.
+    local = build_model(config, datasets.image_shape, datasets.num_classes)
+    local.set_weights(model.get_weights())
+    model = local
     model.compile()
   result = model.evaluate(datasets.test, steps=config["test_steps"] or None,
                           verbose=0, return_dict=True)
@@ -189,6 +269,8 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
       "num_parameters": int(model.count_params()),
       "dataset": datasets.name,
       "resumed": resuming,
+      "num_replicas": strategy.num_replicas_in_sync,
+      "final_weights_sha256": final_weights,
       "export": export_path,
       "config": config,
   }
@@ -234,6 +316,16 @@ def parser():
                  help="never download; use what --data_dir holds")
   p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                  help="Keras fit verbosity")
+  scale = p.add_argument_group("scale out (see README 'Scale out')")
+  scale.add_argument("--strategy", default="default",
+                     choices=strategy_lib.STRATEGIES,
+                     help="tf.distribute strategy (multi_worker reads "
+                          "TF_CONFIG and needs --output_dir)")
+  scale.add_argument("--devices", default=None,
+                     help="mirrored: comma list of devices, e.g. "
+                          "/gpu:0,/gpu:1 (default: all local GPUs)")
+  scale.add_argument("--tpu", default=None,
+                     help="tpu: TPU name or grpc:// address ('' = local)")
   group = p.add_argument_group("config overrides (defaults come from --config)")
   for key, (default, kind, help_text) in configs.FIELDS.items():
     metavar = {"shape": "H,W,C", "floats": "T1,T2"}.get(
@@ -264,8 +356,10 @@ def main(argv=None):
   try:
     config = config_from_args(args)
     run(config, output_dir=args.output_dir, data_dir=args.data_dir,
-                  manual_dir=args.manual_dir, download=not args.no_download,
-                  fresh=args.fresh, verbose=args.verbose)
+        manual_dir=args.manual_dir, download=not args.no_download,
+        fresh=args.fresh, verbose=args.verbose, strategy=args.strategy,
+        devices=args.devices.split(",") if args.devices else None,
+        tpu=args.tpu)
   except callbacks_lib.NonFiniteLossError as e:
     print(f"realnvp-train: {e}", file=sys.stderr)
     return 3

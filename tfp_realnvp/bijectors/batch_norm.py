@@ -24,6 +24,7 @@ the training flag is chosen per call, not fixed at construction.
 
 import keras
 import tensorflow as tf
+from tfp_realnvp import normalization
 from tfp_realnvp.bijectors import _util
 from tfp_realnvp.bijectors._one_pass import OnePassBijector
 
@@ -38,9 +39,14 @@ class BatchNormState(keras.layers.Layer):
     epsilon: added to the variance (the authors used 1e-4).
     learn_scale: learn `log_γ` and `β` after normalizing (both start at 0,
       so the learned part starts as the identity).
+    synchronized: under a multi-replica `tf.distribute` strategy, use the
+      statistics of the global batch (all-reduced), so the training objective
+      does not depend on the number of replicas
+      (see `tfp_realnvp.normalization`).
   """
 
-  def __init__(self, momentum=0.9, epsilon=1e-4, learn_scale=True, **kwargs):
+  def __init__(self, momentum=0.9, epsilon=1e-4, learn_scale=True,
+               synchronized=True, **kwargs):
     super().__init__(**kwargs)
     if not 0.0 <= momentum < 1.0:
       raise ValueError(f"momentum must be in [0, 1), got {momentum}")
@@ -49,15 +55,16 @@ class BatchNormState(keras.layers.Layer):
     self.momentum = float(momentum)
     self.epsilon = float(epsilon)
     self.learn_scale = bool(learn_scale)
+    self.synchronized = bool(synchronized)
 
   def build(self, input_shape):
     channels = int(input_shape[-1])
     self.moving_mean = self.add_weight(
         name="moving_mean", shape=(channels,), initializer="zeros",
-        trainable=False)
+        trainable=False, aggregation="mean")
     self.moving_variance = self.add_weight(
         name="moving_variance", shape=(channels,), initializer="ones",
-        trainable=False)
+        trainable=False, aggregation="mean")
     if self.learn_scale:
       self.log_gamma = self.add_weight(name="log_gamma", shape=(channels,),
                                        initializer="zeros")
@@ -71,7 +78,7 @@ class BatchNormState(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(momentum=self.momentum, epsilon=self.epsilon,
-                  learn_scale=self.learn_scale)
+                  learn_scale=self.learn_scale, synchronized=self.synchronized)
     return config
 
 
@@ -129,12 +136,12 @@ class BatchNormalization(OnePassBijector):
     """Batch mean/variance per channel; updates the moving averages."""
     flat, _ = _util.flatten_batch(x)
     # Moments in float32 even under a mixed-precision policy.
-    mean, variance = tf.nn.moments(tf.cast(flat, tf.float32), axes=[0, 1, 2])
-    m = self._state.momentum
     state = self._state
-    state.moving_mean.assign(m * state.moving_mean + (1.0 - m) * mean)
-    state.moving_variance.assign(m * state.moving_variance +
-                                 (1.0 - m) * variance)
+    mean, variance = normalization.moments(flat, axes=[0, 1, 2],
+                                           synchronized=state.synchronized)
+    normalization.update_moving(state.moving_mean, mean, state.momentum)
+    normalization.update_moving(state.moving_variance, variance,
+                                state.momentum)
     return tf.cast(mean, x.dtype), tf.cast(variance, x.dtype)
 
   def _log_det(self, x, variance, log_gamma):

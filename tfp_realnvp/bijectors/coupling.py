@@ -138,8 +138,11 @@ class AffineCoupling(OnePassBijector):
 
   def _log_scale_and_shift(self, h):
     log_scale, shift = self._network(h, training=self._training)
-    if self._additive:
+    shift = tf.cast(shift, h.dtype)
+    if self._additive or log_scale is None:
       log_scale = None
+    else:
+      log_scale = tf.cast(log_scale, h.dtype)
     return log_scale, shift
 
   def _check_channels(self, x):

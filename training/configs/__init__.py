@@ -42,6 +42,14 @@ FIELDS = {
     "temperatures": ([1.0, 0.7], "floats", "sampling temperatures for "
                      "samples.png"),
     "interpolation_steps": (8, int, "grid side of interpolation.png"),
+    "mixed_precision": ("none", str, "none, mixed_float16 (GPU) or "
+                        "mixed_bfloat16 (TPU, recent CPUs/GPUs): s/t nets in "
+                        "half precision, flow and loss in float32"),
+    "jit_compile": ("auto", str, "XLA for the train step: auto (Keras: on "
+                    "for GPU/TPU, off on CPU where it measured slower), "
+                    "true, false"),
+    "synchronized_batch_norm": (True, bool, "batch-norm statistics over the "
+                                "global batch under a multi-replica strategy"),
     "export": (True, bool, "export the best checkpoint for TF Serving at "
                "the end (saved_models/<config>/<version>/)"),
     "export_dir": ("saved_models", str, "TF Serving model base directory"),

@@ -1,0 +1,94 @@
+"""The two contestants, built at a target parameter count.
+
+Ours: `tfp_realnvp.RealNVP` (3 scales when the side allows, 2 residual
+blocks; `num_filters` searched). Peer: TFP's `tfb.Glow` with
+`GlowDefaultNetwork` couplings, `GlowDefaultExitNetwork` exits, 2 blocks of
+8 steps (its width searched), in a `tfd.TransformedDistribution` over a
+standard normal; the same peer layout on every workload so ratios compare.
+"""
+
+import numpy as np
+
+# The paper's CIFAR-10 model (§4.1): 8 residual blocks, 64 feature maps,
+# one downscale (two scales).
+PAPER_CIFAR = dict(num_scales=2, num_res_blocks=8, num_filters=64)
+GLOW_LAYOUT = dict(num_glow_blocks=2, num_steps_per_block=8)
+
+
+def _num_scales(shape):
+  return 3 if shape[0] % 4 == 0 and shape[0] // 4 >= 2 else 2
+
+
+def ours(shape, target=None, **config):
+  """(model, parameters, num_filters) nearest `target` parameters, or the
+  fixed `config` when `target` is None."""
+  import tfp_realnvp  # pylint: disable=import-outside-toplevel
+  if target is None:
+    model = tfp_realnvp.RealNVP(shape, **config)
+    return model, model.count_params(), config["num_filters"]
+  best = None
+  for filters in range(4, 257, 2):
+    model = tfp_realnvp.RealNVP(shape, num_scales=_num_scales(shape),
+                                num_res_blocks=2, num_filters=filters)
+    n = model.count_params()
+    if best is None or abs(n - target) < abs(best[1] - target):
+      best = (model, n, filters)
+    if n > target:
+      break
+  return best
+
+
+def glow(shape, target):
+  """(distribution, bijector, parameters, width): `tfb.Glow` nearest
+  `target` trainable parameters, on pixels scaled to [-0.5, 0.5]."""
+  import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
+  tfb, tfd = tfp.bijectors, tfp.distributions
+  best = None
+  for width in range(8, 1025, 4):
+    def coupling(input_shape, w=width):
+      return tfb.GlowDefaultNetwork(input_shape, num_hidden=w)
+
+    bijector = tfb.Glow(output_shape=shape, coupling_bijector_fn=coupling,
+                        exit_bijector_fn=tfb.GlowDefaultExitNetwork,
+                        **GLOW_LAYOUT)
+    n = sum(int(v.shape.num_elements())
+            for v in bijector.trainable_variables)
+    if best is None or abs(n - target) < abs(best[1] - target):
+      best = (bijector, n, width)
+    if n > target:
+      break
+  bijector, n, width = best
+  dist = tfd.TransformedDistribution(
+      tfd.Sample(tfd.Normal(0.0, 1.0), [int(np.prod(shape))]), bijector)
+  return dist, bijector, n, width
+
+
+def glow_log_prob_pixels(dist, x, shape):
+  """log p(x) in nats for dequantized pixels x ∈ [0, 256): Glow models
+  y = x/256 − 0.5, so log p(x) = log p(y) − D·log 256."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  d = float(np.prod(shape))
+  return dist.log_prob(x / 256.0 - 0.5) - d * tf.math.log(256.0)
+
+
+def export_glow(dist, shape, path, batch_sizes=(1, 64)):
+  """A SavedModel of the peer with one log_prob signature per batch size,
+  `log_prob_n<N>` (images float32 [N, H, W, C] in [0, 256) → log_prob [N]),
+  for the same C-API latency measurement as ours. Fixed batch sizes because
+  `tfb.Glow.log_prob` does not trace with an unknown batch dimension
+  (TFP concatenates int32 and int64 shapes: TypeError in ConcatV2)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  module = tf.Module()
+  module.dist_variables = list(dist.bijector.variables)
+
+  @tf.function
+  def serve(images):
+    return {"log_prob": glow_log_prob_pixels(dist, images, shape)}
+
+  module.serve = serve
+  signatures = {
+      f"log_prob_n{n}": serve.get_concrete_function(
+          tf.TensorSpec([n] + list(shape), tf.float32, name="images"))
+      for n in batch_sizes}
+  tf.saved_model.save(module, path, signatures=signatures)
+  return path
