@@ -27,7 +27,7 @@ def ours(shape, target=None, **config):
     model = tfp_realnvp.RealNVP(shape, **config)
     return model, model.count_params(), config["num_filters"]
   best = None
-  for filters in range(4, 257, 2):
+  for filters in range(4, 257):
     model = tfp_realnvp.RealNVP(shape, num_scales=_num_scales(shape),
                                 num_res_blocks=2, num_filters=filters)
     n = model.count_params()

@@ -57,7 +57,7 @@ def run_one(impl, minutes, data_dir):
     model.fit(pipelines.train.repeat(), epochs=10 ** 6, steps_per_epoch=100,
               callbacks=[Budget()], verbose=0)
     steps = Budget.steps
-    nll = lambda x: -model.log_prob(x)  # noqa: E731
+    nll = tf.function(lambda x: -model.log_prob(x))
   else:
     import tf_keras  # pylint: disable=import-outside-toplevel
     dist, _, params, _ = models.glow(SHAPE, TARGET)

@@ -25,10 +25,12 @@ single device). The price is a few tiny all-reduces per layer per step.
 
 `BatchNorm` is the layer the s/t networks use. With one replica in training
 (and always in inference) it runs the fused kernel (`FusedBatchNormV3`:
-one op forward, one op backward, cuDNN/oneDNN implementations), which
-measured 1.3x faster training steps on the CPU than `keras.layers.
-BatchNormalization`'s unfused moments + arithmetic (see bench/); the
-synchronized path uses `moments` with all-reduce.
+one op forward, one op backward, cuDNN/oneDNN implementations) instead of
+`keras.layers.BatchNormalization`'s moments + element-wise arithmetic
+(~20 ops forward and backward per layer): the bench's MNIST model
+(538K parameters, batch 64, 2 CPU cores) went from 189 to 211 training
+images/s in the same profiling script. The synchronized path uses
+`moments` with all-reduce.
 """
 
 import keras
