@@ -1,6 +1,11 @@
 """Benchmarks (scripts that print numbers; never timed tests)."""
 
+import os
 import platform
+
+# The tfds data directory of the shared data folder next to the project.
+SHARED_TFDS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "..", "shared", "data", "tfds")
 
 
 def cpu_model():

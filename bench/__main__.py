@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from bench import cpu_model
+from bench import SHARED_TFDS, cpu_model
 from bench import models
 
 WORKLOADS = {"mnist": (28, 28, 1), "cifar": (32, 32, 3)}
@@ -40,8 +40,6 @@ PRESETS = {"small": 0.5e6, "medium": 3e6, "paper": None}
 BATCH = 64
 SCALING_SIDES = (16, 32, 64)
 SCALING_BATCHES = (16, 32, 64, 128, 256)
-SHARED_TFDS = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "..", "shared", "data", "tfds")
 
 
 def _timed(fn, repeats, steps):
@@ -90,23 +88,14 @@ def _build(spec, shape):
         log_prob=lambda x: model.log_prob(x),
         sample=lambda n: model.sample(n, seed=(1, 2)), model=model,
         scales=model.num_scales)
-  import tf_keras  # pylint: disable=import-outside-toplevel
   # A pinned "target" (the scaling sweep) keeps one width for every shape.
   dist, _, params, size = models.glow(shape, spec.get("target") or
                                       PRESETS[spec["preset"]])
   variables = dist.bijector.trainable_variables
-  optimizer = tf_keras.optimizers.Adam(1e-3)
+  step = models.glow_train_step(dist, shape, jit_compile=spec["jit"])
 
   def loss(x):
     return -tf.reduce_mean(models.glow_log_prob_pixels(dist, x, shape))
-
-  @tf.function(jit_compile=spec["jit"])
-  def step(x):
-    with tf.GradientTape() as tape:
-      value = loss(x)
-    grads = tape.gradient(value, variables)
-    optimizer.apply_gradients(zip(grads, variables))
-    return value
 
   def train(iterator):
     step(next(iterator))

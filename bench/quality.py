@@ -22,13 +22,11 @@ import subprocess
 import sys
 import time
 
-from bench import models
+from bench import SHARED_TFDS, models
 
 SHAPE = (28, 28, 1)
 TARGET = 0.5e6
 BATCH = 64
-SHARED_TFDS = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "..", "shared", "data", "tfds")
 
 
 def run_one(impl, minutes, data_dir):
@@ -59,18 +57,8 @@ def run_one(impl, minutes, data_dir):
     steps = Budget.steps
     nll = tf.function(lambda x: -model.log_prob(x))
   else:
-    import tf_keras  # pylint: disable=import-outside-toplevel
     dist, _, params, _ = models.glow(SHAPE, TARGET)
-    variables = dist.bijector.trainable_variables
-    optimizer = tf_keras.optimizers.Adam(1e-3)
-
-    @tf.function
-    def step(x):
-      with tf.GradientTape() as tape:
-        loss = -tf.reduce_mean(models.glow_log_prob_pixels(dist, x, SHAPE))
-      optimizer.apply_gradients(zip(tape.gradient(loss, variables),
-                                    variables))
-      return loss
+    step = models.glow_train_step(dist, SHAPE)
 
     steps = 0
     for x in pipelines.train.repeat():
