@@ -74,6 +74,14 @@ def moments(x, axes, synchronized=True):
   return mean, variance
 
 
+def validate_momentum_epsilon(momentum, epsilon):
+  """Raises ValueError unless `0 <= momentum < 1` and `epsilon > 0`."""
+  if not 0.0 <= momentum < 1.0:
+    raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+  if epsilon <= 0.0:
+    raise ValueError(f"epsilon must be > 0, got {epsilon}")
+
+
 def update_moving(variable, value, momentum):
   """`variable ← momentum·variable + (1 − momentum)·value`."""
   variable.assign(momentum * variable + (1.0 - momentum) * value)
@@ -97,10 +105,7 @@ class BatchNorm(keras.layers.Layer):
 
   def __init__(self, momentum=0.9, epsilon=1e-4, synchronized=True, **kwargs):
     super().__init__(**kwargs)
-    if not 0.0 <= momentum < 1.0:
-      raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if epsilon <= 0.0:
-      raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    validate_momentum_epsilon(momentum, epsilon)
     self.momentum = float(momentum)
     self.epsilon = float(epsilon)
     self.synchronized = bool(synchronized)

@@ -150,8 +150,10 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
   explicit `output_dir`; non-chief workers return after `fit`.
   """
   started = time.time()
-  if strategy == "multi_worker" and not output_dir:
-    # Checked before the strategy exists: creating it waits for the peers.
+  if not output_dir and (
+      strategy == "multi_worker" if isinstance(strategy, str) else
+      strategy_lib.is_multi_worker(strategy)):
+    # Checked before a strategy is created: creating it waits for the peers.
     raise ValueError("--strategy multi_worker needs --output_dir: every "
                      "worker must name the same run directory")
   # First: MultiWorkerMirroredStrategy must exist before TF runs any op.
@@ -159,9 +161,6 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
     strategy = strategy_lib.make(strategy, devices=devices, tpu=tpu)
   multi_worker = strategy_lib.is_multi_worker(strategy)
   chief = strategy_lib.is_chief(strategy)
-  if multi_worker and not output_dir:
-    raise ValueError("--strategy multi_worker needs --output_dir: every "
-                     "worker must name the same run directory")
   keras.utils.set_random_seed(config["seed"])
   if config["deterministic"]:
     tf.config.experimental.enable_op_determinism()

@@ -48,10 +48,7 @@ class BatchNormState(keras.layers.Layer):
   def __init__(self, momentum=0.9, epsilon=1e-4, learn_scale=True,
                synchronized=True, **kwargs):
     super().__init__(**kwargs)
-    if not 0.0 <= momentum < 1.0:
-      raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if epsilon <= 0.0:
-      raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    normalization.validate_momentum_epsilon(momentum, epsilon)
     self.momentum = float(momentum)
     self.epsilon = float(epsilon)
     self.learn_scale = bool(learn_scale)
