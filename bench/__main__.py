@@ -68,7 +68,7 @@ def _build(spec, shape):
       model, params, size = models.ours(shape, None, **models.PAPER_CIFAR)
     elif "size" in spec:
       model, params, size = models.ours(shape, None, num_scales=spec["scales"],
-                                        num_res_blocks=2,
+                                        num_res_blocks=models.OURS_BLOCKS,
                                         num_filters=spec["size"])
     else:
       model, params, size = models.ours(shape, PRESETS[spec["preset"]])
@@ -193,7 +193,7 @@ def run_one(spec):
   out = dict(spec)
   built = _build(spec, shape)
   out["parameters"] = int(built["params"])
-  out["size"] = int(built["size"])
+  out["size"] = built["size"]  # ours: per-scale widths; peer: its width
   if "scales" in built:
     out["scales"] = built["scales"]
   sec = _timed(lambda: built["train"](iterator), repeats, steps)
@@ -295,6 +295,7 @@ def main(argv=None):
     for preset in args.presets.split(","):
       if preset == "paper" and workload != "cifar":
         continue
+      ours_params = None
       for impl in impls:
         if preset == "paper" and impl != "ours":
           continue
@@ -305,7 +306,12 @@ def main(argv=None):
                   "extras": jit == jits[0] and preset != "paper"}
           if preset == "paper":
             spec.update(repeats=3, steps=1, train_only=True)
-          rows.append(_run(spec))
+          if impl == "peer" and ours_params:
+            spec["target"] = ours_params  # match our size, not the preset's
+          row = _run(spec)
+          if impl == "ours" and "parameters" in row:
+            ours_params = row["parameters"]
+          rows.append(row)
   _table(rows, machine)
   return 0
 

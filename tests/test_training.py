@@ -171,3 +171,10 @@ def test_cli_help_and_config_errors(capsys):
     assert key in out
   assert train_cli.main(["--config", "nonexistent"]) == 2
   assert "unknown config" in capsys.readouterr().err
+
+
+def test_num_filters_flag_takes_one_width_or_one_per_scale():
+  p = train_cli.parser()
+  assert p.parse_args(["--num_filters", "32"]).num_filters == 32
+  assert p.parse_args(["--num_filters", "16,32,56"]).num_filters == [16, 32,
+                                                                      56]

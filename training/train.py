@@ -293,6 +293,9 @@ def _parse_value(kind, text):
     return [int(v) for v in text.split(",")]
   if kind == "floats":
     return [float(v) for v in text.split(",")]
+  if kind == "filters":
+    widths = [int(v) for v in text.split(",")]
+    return widths[0] if len(widths) == 1 else widths
   return kind(text)
 
 
@@ -327,7 +330,8 @@ def parser():
                      help="tpu: TPU name or grpc:// address ('' = local)")
   group = p.add_argument_group("config overrides (defaults come from --config)")
   for key, (default, kind, help_text) in configs.FIELDS.items():
-    metavar = {"shape": "H,W,C", "floats": "T1,T2"}.get(
+    metavar = {"shape": "H,W,C", "floats": "T1,T2",
+                "filters": "N|N1,N2,.."}.get(
         kind, getattr(kind, "__name__", str(kind)).upper())
     group.add_argument(f"--{key}", default=None, metavar=metavar,
                        type=lambda t, k=kind: _parse_value(k, t),

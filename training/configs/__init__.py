@@ -17,8 +17,8 @@ FIELDS = {
     "num_scales": (2, int, "multi-scale levels (a squeeze + factor-out each "
                    "but the last)"),
     "num_res_blocks": (2, int, "residual blocks per s/t network"),
-    "num_filters": (32, int, "feature maps at the finest scale (doubled per "
-                    "scale)"),
+    "num_filters": (32, "filters", "feature maps at the finest scale (doubled "
+                    "per scale), or one width per scale: 16,32,56"),
     "coupling": ("affine", str, "affine (Real NVP) or additive (NICE)"),
     "use_batch_norm": (True, bool, "batch norm in s/t nets and as bijectors"),
     "conditional": (False, bool, "class-conditional model (labelled datasets)"),
