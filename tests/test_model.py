@@ -341,8 +341,20 @@ def test_mixed_precision_trains_and_keeps_the_flow_in_float32(policy, rng):
   mixed = _model((8, 8, 1), 2, seed=3, mixed_precision=policy)
   for a, b in zip(reference.weights, mixed.weights):
     b.assign(a)
-  assert mixed.coupling_networks[0].compute_dtype == policy.split("_")[1]
+  half = policy.split("_")[1]
+  assert mixed.coupling_networks[0].compute_dtype == half
   assert all(v.dtype == "float32" for v in mixed.weights)
+  # The FLOPs really run in half precision: every convolution and batch norm
+  # of the traced graph (a sublayer left at float32 would cast back).
+  graph = tf.function(mixed.log_prob).get_concrete_function(
+      tf.TensorSpec([2, 8, 8, 1], tf.float32)).graph
+  convs = [op for op in graph.get_operations() if op.type == "Conv2D"]
+  norms = [op for op in graph.get_operations()
+           if op.type == "FusedBatchNormV3"]
+  nets = mixed.coupling_networks
+  assert len(convs) == sum(2 + len(n.block_convs) for n in nets)
+  assert len(norms) == sum(1 + len(n.block_norms) for n in nets)
+  assert {op.outputs[0].dtype.name for op in convs + norms} == {half}
   lp_ref = reference.log_prob(x).numpy()
   lp = mixed.log_prob(x)
   assert lp.dtype == tf.float32

@@ -150,17 +150,22 @@ class CouplingResNet(keras.layers.Layer):
     self.l2 = float(l2)
     self.synchronized_batch_norm = bool(synchronized_batch_norm)
 
+    # Keras does not hand a layer's dtype policy to the sublayers it creates:
+    # pass it, or under a mixed policy every convolution would cast back to
+    # float32 (mixed precision would only round the input).
     def conv(filters, name, zero_init=False):
       return WeightNormConv2D(filters, self.kernel_size,
                               use_weight_norm=self.use_weight_norm,
-                              zero_init=zero_init, l2=self.l2, name=name)
+                              zero_init=zero_init, l2=self.l2, name=name,
+                              dtype=self.dtype_policy)
 
     def norm(name):
       if not self.use_batch_norm:
         return None
       return normalization.BatchNorm(
           momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-          synchronized=self.synchronized_batch_norm, name=name)
+          synchronized=self.synchronized_batch_norm, name=name,
+          dtype=self.dtype_policy)
 
     self.in_conv = conv(self.num_filters, "in_conv")
     # Flat lists of layers (Keras tracks lists, not tuples inside them).
