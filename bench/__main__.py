@@ -5,6 +5,7 @@
                                                      #   CIFAR-10 model (ours)
     python -m bench --scaling                        # step time vs side, batch
     python -m bench --only ours --jit false          # quick look at ours
+    python -m bench --mixed_precision none,mixed_bfloat16   # + ours in bf16
     python -m bench.quality --minutes 10             # bits/dim per wall time
 
 Every measurement runs in its own subprocess (so peak RSS is that model's
@@ -64,14 +65,18 @@ def _build(spec, shape):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   if spec["impl"] == "ours":
     import keras  # pylint: disable=import-outside-toplevel
+    precision = {"mixed_precision": spec["mixed_precision"]} if spec.get(
+        "mixed_precision") else {}
     if spec["preset"] == "paper":
-      model, params, size = models.ours(shape, None, **models.PAPER_CIFAR)
+      model, params, size = models.ours(shape, None, **models.PAPER_CIFAR,
+                                        **precision)
     elif "size" in spec:
       model, params, size = models.ours(shape, None, num_scales=spec["scales"],
                                         num_res_blocks=models.OURS_BLOCKS,
-                                        num_filters=spec["size"])
+                                        num_filters=spec["size"], **precision)
     else:
-      model, params, size = models.ours(shape, PRESETS[spec["preset"]])
+      model, params, size = models.ours(shape, PRESETS[spec["preset"]],
+                                        **precision)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   jit_compile=spec["jit"])
     model.make_train_function()
@@ -223,11 +228,12 @@ def run_one(spec):
   return out
 
 
-def matmul_gflops(n=4096, repeats=5):
-  """float32 GEMM GFLOP/s: the practical compute peak of this machine."""
+def matmul_gflops(n=4096, repeats=5, dtype="float32"):
+  """GEMM GFLOP/s: the practical compute peak of this machine (float32; the
+  bfloat16 one is the peak for mixed-precision rows)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  a = tf.random.normal([n, n])
-  b = tf.random.normal([n, n])
+  a = tf.cast(tf.random.normal([n, n]), dtype)
+  b = tf.cast(tf.random.normal([n, n]), dtype)
   mm = tf.function(lambda: tf.matmul(a, b))
   mm().numpy()
   best = float("inf")
@@ -246,7 +252,8 @@ def _machine():
               tf.config.threading.get_intra_op_parallelism_threads(),
           "inter_op_threads":
               tf.config.threading.get_inter_op_parallelism_threads(),
-          "matmul_gflops": matmul_gflops()}
+          "matmul_gflops": matmul_gflops(),
+          "matmul_gflops_bfloat16": matmul_gflops(dtype="bfloat16")}
 
 
 def _run(spec):
@@ -275,6 +282,11 @@ def main(argv=None):
   p.add_argument("--only", choices=("ours", "peer"), default=None)
   p.add_argument("--jit", default="false,true",
                  help="jit_compile settings to measure")
+  p.add_argument("--mixed_precision", default="none",
+                 help="comma list of our s/t-network precisions: none "
+                      "(float32), mixed_bfloat16, mixed_float16 (the peer, "
+                      "tfb.Glow, fails under a mixed Keras policy and stays "
+                      "float32)")
   p.add_argument("--scaling", action="store_true",
                  help="time the training step vs image side and batch")
   p.add_argument("--one", help=argparse.SUPPRESS)
@@ -291,6 +303,7 @@ def main(argv=None):
     return 0
   rows = []
   jits = [j == "true" for j in args.jit.split(",")]
+  precisions = args.mixed_precision.split(",")
   for workload in args.workloads.split(","):
     for preset in args.presets.split(","):
       if preset == "paper" and workload != "cifar":
@@ -299,11 +312,17 @@ def main(argv=None):
       for impl in impls:
         if preset == "paper" and impl != "ours":
           continue
-        for jit in jits:
+        for precision, jit in [(mp, jit) for mp in precisions
+                               if impl == "ours" or mp == "none"
+                               for jit in jits]:
           spec = {"workload": workload, "preset": preset, "impl": impl,
                   "jit": jit, "repeats": args.repeats, "steps": args.steps,
-                  # FLOPs, serving latency, data: once per model (jit off).
-                  "extras": jit == jits[0] and preset != "paper"}
+                  # FLOPs, serving latency, data: once per model (float32,
+                  # jit off).
+                  "extras": (jit == jits[0] and precision == "none" and
+                             preset != "paper")}
+          if precision != "none":
+            spec["mixed_precision"] = precision
           if preset == "paper":
             spec.update(repeats=3, steps=1, train_only=True)
           if impl == "peer" and ours_params:
@@ -359,10 +378,18 @@ def _fmt(value, spec=".0f"):
   return "–" if value is None else format(value, spec)
 
 
+def _label(row):
+  """`ours`, `peer`, or `ours mixed_bfloat16` (a mixed-precision row)."""
+  if row.get("mixed_precision"):
+    return f"{row['impl']} {row['mixed_precision']}"
+  return row["impl"]
+
+
 def _table(rows, machine):
   peak = machine["matmul_gflops"]
   print(f"\nmachine: {machine['cpu']}, {machine['cores']} cores, TF "
-        f"{machine['tensorflow']}, float32 matmul peak {peak:.0f} GFLOP/s")
+        f"{machine['tensorflow']}, float32 matmul peak {peak:.0f} GFLOP/s "
+        f"(bfloat16: {machine['matmul_gflops_bfloat16']:.0f})")
   print("\n| workload | preset | impl | jit | params | train img/s | "
         "log_prob img/s | sample img/s | finite samples | peak RSS MB |")
   print("|---|---|---|---|---|---|---|---|---|---|")
@@ -371,7 +398,7 @@ def _table(rows, machine):
       print(f"| {r['workload']} | {r['preset']} | {r['impl']} | {r['jit']} "
             f"| error: {r['error']} |||||")
       continue
-    print(f"| {r['workload']} | {r['preset']} | {r['impl']} | {r['jit']} | "
+    print(f"| {r['workload']} | {r['preset']} | {_label(r)} | {r['jit']} | "
           f"{r['parameters']:,} | " +
           " | ".join(_fmt(r.get(k)) for k in FIGURES) +
           f" | {_fmt(r.get('samples_finite_fraction'), '.2f')} | "
@@ -395,9 +422,15 @@ def _table(rows, machine):
   for workload in sorted({r["workload"] for r in ok}):
     for preset in sorted({r["preset"] for r in ok}):
       def pick(impl, key, best=max, source=ok, w=workload, p=preset):
-        vals = [r[key] for r in source if r["impl"] == impl and
+        vals = [r[key] for r in source if _label(r) == impl and
                 r["workload"] == w and r["preset"] == p and key in r]
         return best(vals) if vals else None
+      for label in sorted({_label(r) for r in ok} - {"ours", "peer"}):
+        ratios = [f"{key.split('_images')[0]} {a / b:.2f}x" for key in FIGURES
+                  for a, b in [(pick(label, key), pick("peer", key))] if a and b]
+        if ratios:
+          print(f"\n{label}/peer ({workload}, {preset}, peer float32): "
+                + ", ".join(ratios))
       ratios = []
       for key in FIGURES:
         a, b = pick("ours", key), pick("peer", key)

@@ -36,7 +36,8 @@ OURS_BLOCKS = 1
 
 def ours(shape, target=None, **config):
   """(model, parameters, num_filters) nearest `target` parameters (see the
-  module docstring), or the fixed `config` when `target` is None."""
+  module docstring; `config` adds e.g. `mixed_precision`), or the fixed
+  `config` when `target` is None."""
   import tfp_realnvp  # pylint: disable=import-outside-toplevel
   if target is None:
     model = tfp_realnvp.RealNVP(shape, **config)
@@ -47,7 +48,7 @@ def ours(shape, target=None, **config):
     widths = [finest * 2 ** s for s in range(scales - 1)] + [coarsest]
     model = tfp_realnvp.RealNVP(shape, num_scales=scales,
                                 num_res_blocks=OURS_BLOCKS,
-                                num_filters=widths)
+                                num_filters=widths, **config)
     return model, model.count_params(), widths
 
   for finest in range(2 * WIDTH_STEP, 513, WIDTH_STEP):
