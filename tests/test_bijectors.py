@@ -147,8 +147,10 @@ def test_batch_norm_training_formula_and_moving_averages(rng):
   x = tf.constant(x_np, tf.float32)
   old_mean = state.moving_mean.numpy().copy()
   old_var = state.moving_variance.numpy().copy()
-  y = bij.forward(x).numpy()
-  ldj = bij.forward_log_det_jacobian(x, event_ndims=3).numpy()
+  with bijectors.evaluation():  # one evaluation: forward + log-det, 1 update
+    y = bij.forward(x)
+    ldj = bij.forward_log_det_jacobian(x, event_ndims=3).numpy()
+  y = y.numpy()
   mean = x_np.mean(axis=(0, 1, 2))
   var = x_np.var(axis=(0, 1, 2))
   log_gamma = state.log_gamma.numpy()
@@ -157,7 +159,7 @@ def test_batch_norm_training_formula_and_moving_averages(rng):
   np.testing.assert_allclose(y, expected, atol=1e-4)
   expected_ldj = 16 * np.sum(log_gamma - 0.5 * np.log(var + 1e-4))
   np.testing.assert_allclose(ldj, np.full(6, expected_ldj), atol=1e-3)
-  # One forward + log-det = exactly one moving-average update.
+  # One evaluation (forward + log-det) = exactly one moving-average update.
   np.testing.assert_allclose(state.moving_mean.numpy(),
                              0.9 * old_mean + 0.1 * mean, atol=1e-5)
   np.testing.assert_allclose(state.moving_variance.numpy(),
@@ -239,6 +241,11 @@ def test_one_network_call_per_coupling_for_value_and_log_det(rng):
   bij.network.call = lambda h, training=False: (calls.append(1),
                                                 original(h, training))[1]
   x = tf.constant(rng.normal(size=(2, 4, 4, 2)), tf.float32)
-  bij.forward(x)
-  bij.forward_log_det_jacobian(x, event_ndims=3)
+  with bijectors.evaluation():  # what TransformedDistribution.log_prob does
+    y = bij.forward(x)
+    bij.forward_log_det_jacobian(x, event_ndims=3)
   assert len(calls) == 1
+  # A new evaluation sees the current weights: it runs the network again.
+  bij.forward_log_det_jacobian(x, event_ndims=3)
+  assert len(calls) == 2
+  del y

@@ -5,18 +5,21 @@ coupling that would run the s/t network twice (and apply Keras batch-norm
 updates twice). Subclasses here implement `_augmented_forward(x) -> (y, fldj)`
 and `_augmented_inverse(y) -> (x, ildj)` once; TFP's greedy-attribute cache
 (the mechanism `tfb.FFJORD` uses) stores the log-det next to the value, so
-`forward` followed by `forward_log_det_jacobian` on the same tensor (what
-`TransformedDistribution.log_prob` does) costs one evaluation.
+`forward` followed by `forward_log_det_jacobian` on the same tensor within
+one evaluation (what `TransformedDistribution.log_prob` does) costs one
+network pass. Entries never outlive the evaluation they were computed in
+(`tfp_realnvp.bijectors.evaluation()`): the weights may change in between.
 """
 
 from tensorflow_probability.python.bijectors import bijector as bijector_lib
-from tensorflow_probability.python.internal import cache_util
+
+from tfp_realnvp.bijectors import cache
 
 
-class OnePassBijector(bijector_lib.Bijector):
+class OnePassBijector(cache.EvaluationScoped, bijector_lib.Bijector):
   """A `tfb.Bijector` that computes its value and log-det together."""
 
-  _cache = cache_util.BijectorCacheWithGreedyAttrs(
+  _cache = cache.EvaluationCacheWithGreedyAttrs(
       forward_name="_cached_forward", inverse_name="_cached_inverse")
 
   @classmethod

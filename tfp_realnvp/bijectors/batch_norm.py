@@ -9,12 +9,15 @@
 Statistics are per channel over the batch and spatial axes. In training mode
 (`training=True`, what Keras `fit` passes) `μ, σ²` are the statistics of the
 current batch and the moving averages are updated
-`m ← momentum·m + (1 - momentum)·batch`; the log-det treats the batch
-statistics as constants, as the paper does. In inference mode (`evaluate`,
-`predict`, export, sampling) the moving averages are used and the bijector is
-an exact per-channel affine map. The inverse always uses the moving averages
-(the statistics of an unseen `x` are not available), so sampling is a pure
-function of the weights.
+`m ← momentum·m + (1 - momentum)·batch` once per call (once per evaluation,
+`tfp_realnvp.bijectors.evaluation()`); the log-det treats the batch statistics
+as constants. In inference mode (`evaluate`, `predict`, export, sampling) the
+moving averages are used and the bijector is an exact per-channel affine
+map. A training-mode bijector has no inverse (the batch statistics of the
+unknown `x` are not available): `inverse` raises a `ValueError`, except for
+a `forward` result of the same evaluation, which the cache returns exactly.
+Sampling therefore always runs in inference mode, a pure function of the
+weights, and never updates the moving averages from generated data.
 
 All state (moving mean/variance, learned `log_γ`, `β`) lives in a Keras 3
 layer, `BatchNormState`, owned by the model; the bijector only reads it (and
@@ -26,6 +29,7 @@ import keras
 import tensorflow as tf
 from tfp_realnvp import normalization
 from tfp_realnvp.bijectors import _util
+from tfp_realnvp.bijectors import coupling
 from tfp_realnvp.bijectors._one_pass import OnePassBijector
 
 
@@ -161,6 +165,8 @@ class BatchNormalization(OnePassBijector):
     return y, fldj
 
   def _augmented_inverse(self, y):
+    if self._training:
+      raise ValueError(coupling._TRAINING_INVERSE_ERROR.format(name=self.name))  # pylint: disable=protected-access
     mean, variance = self._moving_stats(y.dtype)
     log_gamma, beta = self._scale_and_shift(y.dtype)
     x = ((y - beta) * tf.exp(-log_gamma) *

@@ -33,6 +33,14 @@ from tfp_realnvp.bijectors import _util
 from tfp_realnvp.bijectors._one_pass import OnePassBijector
 
 CHECKERBOARD = "checkerboard"
+_TRAINING_INVERSE_ERROR = (
+    "{name}: the inverse of a training-mode flow is not computed. Its s/t "
+    "networks would normalize latent-side inputs with their own batch "
+    "statistics (and update the moving averages from generated data), so it "
+    "would not invert the training-mode forward pass. Use training=False "
+    "(model.flow(training=False), model.distribution(training=False)) to "
+    "sample or decode; within one evaluation the inverse of a training-mode "
+    "forward result is served exactly from the cache")
 CHANNEL = "channel"
 MASK_TYPES = (CHECKERBOARD, CHANNEL)
 
@@ -86,7 +94,10 @@ class AffineCoupling(OnePassBijector):
     mask_type: 'checkerboard' or 'channel'.
     parity: 0 or 1, which half of the mask conditions.
     additive: NICE coupling (ignore the log-scale; log-det is 0).
-    training: passed to the network (Keras batch-norm mode).
+    training: passed to the network (Keras batch-norm mode). A training-mode
+      coupling has no inverse of its own: `inverse` raises a `ValueError`
+      (except for a result of `forward` in the same evaluation, which the
+      cache returns exactly).
     validate_args: check that the input has a known, even channel count.
     name: bijector name.
   """
@@ -211,4 +222,6 @@ class AffineCoupling(OnePassBijector):
     return self._transform(x, +1.0)
 
   def _augmented_inverse(self, y):
+    if self._training:
+      raise ValueError(_TRAINING_INVERSE_ERROR.format(name=self.name))
     return self._transform(y, -1.0)

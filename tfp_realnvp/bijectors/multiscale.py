@@ -25,11 +25,10 @@ vector and the per-scale latents.
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_probability.python.bijectors import chain
-from tensorflow_probability.python.bijectors import invert
-from tensorflow_probability.python.bijectors import joint_map
 from tensorflow_probability.python.bijectors import reshape
 from tensorflow_probability.python.bijectors import split
+
+from tfp_realnvp.bijectors import cache
 
 
 def flatten(event_shape, name="flatten"):
@@ -57,10 +56,12 @@ def factor_out(event_shape, rest, name="factor_out"):
   half = channels // 2
   n_out = height * width * half
   n_rest = height * width * (channels - half)
-  return chain.Chain(
+  # The composites hold `rest` (whose layers' weights change): their cache
+  # entries must not outlive one evaluation either.
+  return cache.Chain(
       [
-          invert.Invert(split.Split([n_out, n_rest], axis=-1)),
-          joint_map.JointMap([flatten((height, width, half)), rest]),
+          cache.Invert(split.Split([n_out, n_rest], axis=-1)),
+          cache.JointMap([flatten((height, width, half)), rest]),
           split.Split(2, axis=-1),
       ],
       name=name)
