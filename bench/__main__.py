@@ -7,6 +7,7 @@
     python -m bench --only ours --jit false          # quick look at ours
     python -m bench --mixed_precision none,mixed_bfloat16   # + ours in bf16
     python -m bench.quality --minutes 10             # bits/dim per wall time
+    python -m bench --finiteness --presets small,medium   # sample counts only
 
 Every measurement runs in its own subprocess (so peak RSS is that model's
 and nothing is shared between contestants) and is the median of `--repeats`
@@ -16,13 +17,31 @@ measurement, then markdown tables with the ratio ours / peer.
 Figures per workload (`mnist` 28×28×1, `cifar` 32×32×3; batch 64):
 training images/s (a full optimizer step: forward, log-det, backward, Adam;
 ours through Keras `fit`'s own train function), `log_prob` images/s in
-inference, sampling images/s and the fraction of finite samples, parameters,
-peak RSS, FLOPs per image of the forward pass and of the training step
-(counted from the traced graph) and the achieved GFLOP/s as a fraction of
+inference, sampling images/s, the sample counts below, parameters,
+peak RSS, FLOPs per image of the forward pass, of sampling and of the
+training step (counted from the traced graph) and the achieved GFLOP/s as a fraction of
 the float32 matmul peak measured in the same run, exported-SavedModel
 `log_prob` latency through TF's C API (the TF Serving loader) for N = 1 and
 64, and (ours) the tf.data input pipeline's images/s. `--scaling` times the
 training step for image sides 16/32/64 and batches 16..256.
+
+Sample counts (`_sample_counts`) are taken in pixel space before any
+clipping, the same way for both: ours from `RealNVP.sample(..., clip=False)`,
+the peer's `tfb.Glow` samples y mapped back to pixels as (y + 0.5)·256
+(its inverse of the x/256 − 0.5 it models); temperature 1 (a standard normal
+latent) on both sides, stateless seeds (1, 2), (1, 3), ... per batch of 64.
+Reported: `samples_finite_fraction`, images whose every pixel is finite;
+`pixels_nonfinite_fraction`, NaN/±inf pixels among all pixels;
+`pixels_out_of_range_fraction`, pixels outside [0, 256) among the finite
+ones; `samples_in_range_fraction`, images entirely finite and inside
+[0, 256), i.e. that clipping would leave unchanged. In the full bench the
+models are untrained (fresh initialisation plus the timed steps on one
+uniform-noise batch, 1 + repeats × steps of them) when they are sampled.
+`--finiteness` measures only these counts (no timing) for `--batches`
+batches, after `--train_steps` Adam steps on that same noise batch (0: the
+freshly initialised model; the peer's data-dependent ActNorm then
+initialises from its first sampling call); `--flops` adds the graph FLOP
+counts, which need no timing either.
 """
 
 import argparse
@@ -92,6 +111,8 @@ def _build(spec, shape):
         variables=model.trainable_variables,
         log_prob=lambda x: model.log_prob(x),
         sample=lambda n: model.sample(n, seed=(1, 2)), model=model,
+        # Unclipped, pixel space: what the flow itself produces.
+        raw_sample=lambda n, seed: model.sample(n, seed=seed, clip=False),
         scales=model.num_scales)
   # A pinned "target" (the scaling sweep) keeps one width for every shape.
   dist, _, params, size = models.glow(shape, spec.get("target") or
@@ -107,7 +128,44 @@ def _build(spec, shape):
   return dict(params=params, size=size, train=train, loss=loss,
               variables=variables,
               log_prob=lambda x: models.glow_log_prob_pixels(dist, x, shape),
-              sample=lambda n: dist.sample(n, seed=(1, 2)), dist=dist)
+              sample=lambda n: dist.sample(n, seed=(1, 2)), dist=dist,
+              # Glow models y = x/256 − 0.5: back to pixels, unclipped.
+              raw_sample=lambda n, seed: (dist.sample(n, seed=seed) + 0.5) *
+              256.0)
+
+
+def _sample_counts(built, batch, batches=1):
+  """Finiteness and range of unclipped pixel-space samples (module
+  docstring), over `batches` batches of `batch` with seeds (1, 2 + i)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  draw = tf.function(lambda seed: built["raw_sample"](batch, seed))
+  images = finite_images = in_range_images = 0
+  pixels = nonfinite = finite_pixels = out_of_range = 0
+  low, high = float("inf"), -float("inf")
+  for i in range(batches):
+    s = np.reshape(draw(tf.constant([1, 2 + i], tf.int32)).numpy(),
+                   (batch, -1)).astype(np.float64)
+    finite = np.isfinite(s)
+    inside = finite & (s >= 0.0) & (s < 256.0)
+    images += batch
+    finite_images += int(np.sum(np.all(finite, axis=1)))
+    in_range_images += int(np.sum(np.all(inside, axis=1)))
+    pixels += s.size
+    nonfinite += int(np.sum(~finite))
+    finite_pixels += int(np.sum(finite))
+    out_of_range += int(np.sum(finite & ~inside))
+    if finite.any():
+      low, high = min(low, float(s[finite].min())), max(high,
+                                                       float(s[finite].max()))
+  return {"samples_counted": images,
+          "samples_finite_fraction": finite_images / images,
+          "samples_in_range_fraction": in_range_images / images,
+          "pixels_nonfinite_fraction": nonfinite / pixels,
+          "pixels_out_of_range_fraction": (out_of_range / finite_pixels
+                                           if finite_pixels else None),
+          "finite_pixel_min": low if finite_pixels else None,
+          "finite_pixel_max": high if finite_pixels else None}
 
 
 def _flops(built, x):
@@ -121,8 +179,10 @@ def _flops(built, x):
     with tf.GradientTape() as tape:
       value = built["loss"](t)
     return tape.gradient(value, built["variables"])
+  sample = tf.function(lambda: built["sample"](n)).get_concrete_function()
   return (count_flops(forward) / n,
-          count_flops(gradient.get_concrete_function(x)) / n)
+          count_flops(gradient.get_concrete_function(x)) / n,
+          count_flops(sample) / n)
 
 
 def _serving_latency(spec, built, shape, repeats=30):
@@ -201,6 +261,17 @@ def run_one(spec):
   out["size"] = built["size"]  # ours: per-scale widths; peer: its width
   if "scales" in built:
     out["scales"] = built["scales"]
+  if spec.get("finiteness"):
+    for _ in range(spec.get("train_steps", 0)):
+      built["train"](iterator)
+    out.update(_sample_counts(built, batch, spec.get("batches", 1)))
+    if spec.get("flops"):
+      forward, train, sampling = _flops(built, x)
+      out.update(forward_mflops_per_image=forward / 1e6,
+                 train_mflops_per_image=train / 1e6,
+                 sample_mflops_per_image=sampling / 1e6)
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
   sec = _timed(lambda: built["train"](iterator), repeats, steps)
   out["train_step_ms"] = sec * 1e3
   out["train_images_per_second"] = batch / sec
@@ -211,15 +282,14 @@ def run_one(spec):
   out["log_prob_images_per_second"] = batch / _timed(lambda: log_prob(x),
                                                      repeats, steps)
   sample = tf.function(lambda: built["sample"](batch))
-  samples = sample()
   out["sample_images_per_second"] = batch / _timed(sample, repeats, steps)
-  out["samples_finite_fraction"] = float(np.mean(np.all(
-      np.isfinite(np.reshape(samples.numpy(), (batch, -1))), axis=1)))
+  out.update(_sample_counts(built, batch))  # before any clipping
   out["peak_rss_mb"] = _peak_rss_mb()
   if spec.get("extras"):
-    forward, train = _flops(built, x)
+    forward, train, sampling = _flops(built, x)
     out["forward_mflops_per_image"] = forward / 1e6
     out["train_mflops_per_image"] = train / 1e6
+    out["sample_mflops_per_image"] = sampling / 1e6
     out["train_gflops_per_second"] = train * out[
         "train_images_per_second"] / 1e9
     out.update(_serving_latency(spec, built, shape))
@@ -244,16 +314,21 @@ def matmul_gflops(n=4096, repeats=5, dtype="float32"):
   return 2 * n ** 3 / best / 1e9
 
 
-def _machine():
+def _machine(peaks=True):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return {"cpu": cpu_model(), "cores": os.cpu_count(),
-          "tensorflow": tf.__version__,
-          "intra_op_threads":
-              tf.config.threading.get_intra_op_parallelism_threads(),
-          "inter_op_threads":
-              tf.config.threading.get_inter_op_parallelism_threads(),
-          "matmul_gflops": matmul_gflops(),
-          "matmul_gflops_bfloat16": matmul_gflops(dtype="bfloat16")}
+  import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
+  machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
+             "tensorflow": tf.__version__,
+             "tensorflow_probability": tfp.__version__,
+             "date": time.strftime("%Y-%m-%d"),
+             "intra_op_threads":
+                 tf.config.threading.get_intra_op_parallelism_threads(),
+             "inter_op_threads":
+                 tf.config.threading.get_inter_op_parallelism_threads()}
+  if peaks:
+    machine.update(matmul_gflops=matmul_gflops(),
+                   matmul_gflops_bfloat16=matmul_gflops(dtype="bfloat16"))
+  return machine
 
 
 def _run(spec):
@@ -289,17 +364,32 @@ def main(argv=None):
                       "float32)")
   p.add_argument("--scaling", action="store_true",
                  help="time the training step vs image side and batch")
+  p.add_argument("--finiteness", action="store_true",
+                 help="only count unclipped samples: finite images and "
+                      "pixels outside [0, 256), ours and peer (no timing)")
+  p.add_argument("--batches", type=int, default=4,
+                 help="--finiteness: batches of 64 samples per model")
+  p.add_argument("--train_steps", default="0",
+                 help="--finiteness: comma list of Adam steps on the noise "
+                      "batch before sampling (0: freshly initialised)")
+  p.add_argument("--flops", action="store_true",
+                 help="--finiteness: also count graph FLOPs per image of "
+                      "log_prob, sample and the training step")
   p.add_argument("--one", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.one:
     print(json.dumps(run_one(json.loads(args.one))), flush=True)
     return 0
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  machine = _machine()
+  # Counts need no compute peak.
+  machine = _machine(peaks=not args.finiteness)
   print(json.dumps({"machine": machine}), flush=True)
   impls = [args.only] if args.only else ["ours", "peer"]
   if args.scaling:
     _scaling(args, impls)
+    return 0
+  if args.finiteness:
+    _finiteness(args, impls)
     return 0
   rows = []
   jits = [j == "true" for j in args.jit.split(",")]
@@ -333,6 +423,60 @@ def main(argv=None):
           rows.append(row)
   _table(rows, machine)
   return 0
+
+
+def _finiteness(args, impls):
+  rows = []
+  for workload in args.workloads.split(","):
+    for preset in args.presets.split(","):
+      if preset == "paper":
+        continue
+      for train_steps in [int(t) for t in args.train_steps.split(",")]:
+        ours_params = None
+        for impl in impls:
+          spec = {"workload": workload, "preset": preset, "impl": impl,
+                  "jit": False, "repeats": 0, "steps": 0, "finiteness": True,
+                  "train_steps": train_steps, "batches": args.batches,
+                  "flops": args.flops}
+          if impl == "peer" and ours_params:
+            spec["target"] = ours_params
+          row = _run(spec)
+          if impl == "ours" and "parameters" in row:
+            ours_params = row["parameters"]
+          rows.append(row)
+  print("\nUnclipped samples, temperature 1, batch 64 (module docstring):")
+  print("\n| workload | preset | impl | params | Adam steps before | "
+        "samples | all-finite samples | non-finite pixels | finite pixels "
+        "outside [0, 256) | samples inside [0, 256) | finite pixel range |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    if "error" in r:
+      print(f"| {r['workload']} | {r['preset']} | {r['impl']} | error: "
+            f"{r['error']} ||||||||")
+      continue
+    span = ("–" if r["finite_pixel_min"] is None else
+            f"{r['finite_pixel_min']:.3g} … {r['finite_pixel_max']:.3g}")
+    print(f"| {r['workload']} | {r['preset']} | {r['impl']} | "
+          f"{r['parameters']:,} | {r['train_steps']} | "
+          f"{r['samples_counted']} | "
+          f"{100 * r['samples_finite_fraction']:.1f}% | "
+          f"{100 * r['pixels_nonfinite_fraction']:.2f}% | "
+          f"{_pct(r['pixels_out_of_range_fraction'])} | "
+          f"{100 * r['samples_in_range_fraction']:.1f}% | {span} |")
+  flops = [r for r in rows if "sample_mflops_per_image" in r]
+  if flops:
+    print("\n| workload | preset | impl | log_prob MFLOP/img | sample "
+          "MFLOP/img | train MFLOP/img |")
+    print("|---|---|---|---|---|---|")
+    for r in flops:
+      print(f"| {r['workload']} | {r['preset']} | {r['impl']} | "
+            f"{r['forward_mflops_per_image']:.0f} | "
+            f"{r['sample_mflops_per_image']:.0f} | "
+            f"{r['train_mflops_per_image']:.0f} |")
+
+
+def _pct(fraction):
+  return "–" if fraction is None else f"{100 * fraction:.2f}%"
 
 
 def _scaling(args, impls):
@@ -391,27 +535,30 @@ def _table(rows, machine):
         f"{machine['tensorflow']}, float32 matmul peak {peak:.0f} GFLOP/s "
         f"(bfloat16: {machine['matmul_gflops_bfloat16']:.0f})")
   print("\n| workload | preset | impl | jit | params | train img/s | "
-        "log_prob img/s | sample img/s | finite samples | peak RSS MB |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
+        "log_prob img/s | sample img/s | all-finite samples (unclipped) | "
+        "finite pixels outside [0, 256) | peak RSS MB |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     if "error" in r:
       print(f"| {r['workload']} | {r['preset']} | {r['impl']} | {r['jit']} "
-            f"| error: {r['error']} |||||")
+            f"| error: {r['error']} ||||||")
       continue
     print(f"| {r['workload']} | {r['preset']} | {_label(r)} | {r['jit']} | "
           f"{r['parameters']:,} | " +
           " | ".join(_fmt(r.get(k)) for k in FIGURES) +
           f" | {_fmt(r.get('samples_finite_fraction'), '.2f')} | "
+          f"{_pct(r.get('pixels_out_of_range_fraction'))} | "
           f"{r['peak_rss_mb']:.0f} |")
   extras = [r for r in rows if "train_mflops_per_image" in r]
   if extras:
-    print("\n| workload | preset | impl | fwd MFLOP/img | train MFLOP/img | "
-          "train GFLOP/s | % of matmul peak | serve N=1 ms | serve N=64 ms "
-          "| tf.data img/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| workload | preset | impl | fwd MFLOP/img | sample MFLOP/img | "
+          "train MFLOP/img | train GFLOP/s | % of matmul peak | serve N=1 ms "
+          "| serve N=64 ms | tf.data img/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in extras:
       print(f"| {r['workload']} | {r['preset']} | {r['impl']} | "
             f"{r['forward_mflops_per_image']:.0f} | "
+            f"{r['sample_mflops_per_image']:.0f} | "
             f"{r['train_mflops_per_image']:.0f} | "
             f"{r['train_gflops_per_second']:.1f} | "
             f"{100 * r['train_gflops_per_second'] / peak:.1f}% | "

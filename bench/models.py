@@ -1,12 +1,11 @@
 """The two contestants, built at a target parameter count.
 
 Both contestants get hidden widths in multiples of 8, the vector width of
-oneDNN's and cuDNN's blocked layouts: measured here, oneDNN's batch norm runs
-3-5x slower per element at 11-12 channels than at 16 or 24, and the previous
-search (any width, 2 residual blocks) had picked 11-12 maps for ours: at
-the same size that layout trained at 99 img/s on cifar small and 184 on
-mnist small, the one below at 228 and 311. Glow gained too:
-width 144 trained 18% faster than 140 on mnist.
+oneDNN's and cuDNN's blocked layouts (the previous search, any width and 2
+residual blocks, had picked 11-12 maps for ours, off those blocks). The
+speed-ups once quoted here for that change were not measured side by side
+by a recorded command and were removed (2026-12-01); time the layouts with
+`python -m bench` before relying on either.
 
 Ours: `tfp_realnvp.RealNVP`, 3 scales when the side allows, 1 residual
 block, per-scale widths `(f, 2f, w)`: the smallest finest-scale width `f`
