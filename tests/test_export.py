@@ -133,6 +133,11 @@ def test_sample_is_stateless_per_row(exported):
     ({"images": np.full((2, 8, 8, 1), 300.0, np.float32)}, r"\[0, 256\]"),
     ({"images": np.full((2, 8, 8, 1), -1.0, np.float32)}, r"\[0, 256\]"),
     ({"images": np.zeros((2, 8, 8, 1), np.int32)}, "float"),
+    # Wrong ranks and empty batches: our message, not a kernel's.
+    ({"images": np.zeros((2, 8, 8), np.float32)}, r"shape \[N, 8, 8, 1\]"),
+    ({"images": np.zeros((2, 8, 8, 1, 1), np.float32)},
+     r"shape \[N, 8, 8, 1\]"),
+    ({"images": np.zeros((0, 8, 8, 1), np.float32)}, "at least one example"),
 ])
 def test_bad_inputs_rejected_then_serving_continues(exported, inputs, match):
   model, _, _, session = exported
@@ -153,6 +158,23 @@ def test_bad_sample_and_decode_inputs(exported):
                            "temperature": np.array([0.7], np.float32)})
   with pytest.raises(serving.ServingError, match=r"shape \[N, 64\]"):
     session.run("decode", {"latent": np.zeros((2, 63), np.float32)})
+  for bad, match in [(np.zeros((64,), np.float32), r"shape \[N, 64\]"),
+                     (np.zeros((0, 64), np.float32), "at least one example"),
+                     (np.full((1, 64), np.inf, np.float32), "NaN or inf")]:
+    with pytest.raises(serving.ServingError, match=match) as info:
+      session.run("decode", {"latent": bad})
+    assert info.value.code == 3
+  with pytest.raises(serving.ServingError, match="at least one example"):
+    session.run("sample", {"seed": np.zeros((0, 2), np.int32),
+                           "temperature": np.zeros((0,), np.float32)})
+  with pytest.raises(serving.ServingError, match="at least one example"):
+    session.run("log_prob_uint8", {"images": np.zeros((0, 8, 8, 1),
+                                                      np.uint8)})
+  with pytest.raises(serving.ServingError, match=r"shape \[N, 8, 8, 1\]"):
+    session.run("log_prob_uint8", {"images": np.zeros((2, 8, 8), np.uint8)})
+  with pytest.raises(serving.ServingError, match="temperature must be"):
+    session.run("sample", {"seed": np.zeros((1, 2), np.int32),
+                           "temperature": np.array([np.nan], np.float32)})
   assert session.run("decode", {"latent": np.zeros((1, 64), np.float32)})[
       "images"].shape == (1, 8, 8, 1)
 
@@ -196,6 +218,41 @@ def test_graph_has_no_pyfunc_xla_or_stateful_random(exported):
     assert "_XlaMustCompile" not in f.attr
     for n in f.node_def:
       assert not n.attr["_XlaMustCompile"].b
+
+
+def test_rest_payloads_match_the_tf_serving_json_format():
+  """Against JSON written out by hand from TF Serving's REST API docs
+  (row format: "instances", one object per example; columnar: "inputs",
+  one list per input; responses "predictions" / "outputs")."""
+  inputs = {"seed": np.array([[1, 2], [3, 4]], np.int32),
+            "temperature": np.array([0.5, 1.0], np.float32)}
+  assert json.loads(json.dumps(serving.rest_request(inputs, "sample"))) == \
+      json.loads("""{"signature_name": "sample", "instances": [
+          {"seed": [1, 2], "temperature": 0.5},
+          {"seed": [3, 4], "temperature": 1.0}]}""")
+  assert json.loads(json.dumps(serving.rest_request(
+      inputs, "sample", row_format=False))) == json.loads(
+          """{"signature_name": "sample",
+              "inputs": {"seed": [[1, 2], [3, 4]], "temperature": [0.5, 1.0]}}""")
+  images = {"images": np.arange(8, dtype=np.float32).reshape(2, 2, 2, 1)}
+  assert json.loads(json.dumps(serving.rest_request(images))) == json.loads(
+      """{"signature_name": "serving_default", "instances": [
+          {"images": [[[0.0], [1.0]], [[2.0], [3.0]]]},
+          {"images": [[[4.0], [5.0]], [[6.0], [7.0]]]}]}""")
+  outputs = {"log_prob": np.array([-1.5, -2.0], np.float32),
+             "bits_per_dim": np.array([0.25, 0.5], np.float32)}
+  assert json.loads(json.dumps(serving.rest_response(outputs))) == json.loads(
+      """{"predictions": [{"log_prob": -1.5, "bits_per_dim": 0.25},
+                          {"log_prob": -2.0, "bits_per_dim": 0.5}]}""")
+  assert json.loads(json.dumps(serving.rest_response(
+      outputs, row_format=False))) == json.loads(
+          """{"outputs": {"log_prob": [-1.5, -2.0],
+                          "bits_per_dim": [0.25, 0.5]}}""")
+  body = """{"predictions": [{"log_prob": -1.5, "bits_per_dim": 0.25},
+                             {"log_prob": -2.0, "bits_per_dim": 0.5}]}"""
+  decoded = serving.decode_rest_response(body)
+  np.testing.assert_array_equal(decoded["log_prob"], [-1.5, -2.0])
+  np.testing.assert_array_equal(decoded["bits_per_dim"], [0.25, 0.5])
 
 
 def test_rest_and_grpc_payloads(exported):

@@ -10,9 +10,10 @@ saved_models/
     2/ ...
 ```
 
-Signatures (tag `serve`; every input and output has rank >= 1 and one
-shared first dimension N, so row-format REST requests and
-`--enable_batching` work; class-conditional models add `labels` int32 [N]):
+Signatures (tag `serve`; every input and output has one shared first
+dimension N, so row-format REST requests and `--enable_batching` work;
+images, latents and seeds are declared with open shapes and their shape is
+checked in the graph; class-conditional models add `labels` int32 [N]):
 
 | signature          | inputs                                   | outputs |
 |--------------------|------------------------------------------|---------|
@@ -27,11 +28,16 @@ caller sends (send `pixel + u`, `u ~ U[0,1)`, for the paper's bound);
 `log_prob_uint8` evaluates the density at the centre of each pixel's bin,
 a deterministic one-sample estimate of the discrete log-likelihood.
 
+Sampled and decoded `images` are clipped to [0, 256) (`RealNVP.clip_pixels`);
+`images_uint8` is their floor.
+
 `sample` is stateless: row i draws its latent from
 `stateless_normal(seed[i])`, so the same seed row gives the same image
-whatever else is in the batch. Inputs are checked in the graph: a wrong
-shape, NaN/inf, values outside [0, 256], labels out of range or a
-non-positive temperature fail with a message saying what was expected (TF
+whatever else is in the batch. Inputs are checked in the graph by
+`tfp_realnvp.validation`, the checks the model itself uses: a wrong rank or
+shape, an empty batch, NaN/inf, values outside [0, 256], labels out of range
+or not one per row, or a non-positive temperature fail with a message saying
+what was expected (TF
 Serving returns it as INVALID_ARGUMENT) and the next request is served as
 usual. Exported functions contain no PyFunc, no XLA and no stateful random
 ops (TF Serving's defaults reject or misbehave on them).
@@ -47,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_realnvp import atomic
+from tfp_realnvp import validation
 
 SIGNATURES = ("serving_default", "log_prob_uint8", "sample", "encode",
               "decode")
@@ -63,63 +70,18 @@ class _Endpoints:
     self.size = int(model.event_size)
     self.conditional = bool(model.num_classes)
 
-  # --- checks (graph asserts, reported by the server as INVALID_ARGUMENT) ---
+  # --- checks: tfp_realnvp.validation, the model's own (graph asserts, ---
+  # --- reported by the server as INVALID_ARGUMENT) --------------------------
 
   def _check_images(self, images):
-    expected = "[N, " + ", ".join(map(str, self.shape)) + "]"
-    shape = tf.shape(images)
-    ok = tf.logical_and(tf.equal(tf.size(shape), 4),
-                        tf.reduce_all(tf.equal(shape[1:], self.shape)))
-    checks = [tf.debugging.Assert(
-        ok, [f"images must have shape {expected}; got shape", shape],
-        name="check_images_shape")]
-    with tf.control_dependencies(checks):
-      images = tf.identity(images)
-    if images.dtype != tf.uint8:
-      finite = tf.reduce_all(tf.math.is_finite(images))
-      checks = [
-          tf.debugging.Assert(finite, ["images contain NaN or inf; expected "
-                                       "pixel values in [0, 256]"],
-                              name="check_images_finite"),
-      ]
-      with tf.control_dependencies(checks):
-        in_range = tf.logical_and(tf.reduce_min(images) >= 0.0,
-                                  tf.reduce_max(images) <= 256.0)
-        checks = [tf.debugging.Assert(
-            in_range, ["images must be pixel values in [0, 256]; got min",
-                       tf.reduce_min(images), "max", tf.reduce_max(images)],
-            name="check_images_range")]
-      with tf.control_dependencies(checks):
-        images = tf.identity(images)
-    return tf.ensure_shape(images, (None,) + self.shape)
-
-  def _check_rows(self, tensor, rows, name):
-    ok = tf.equal(tf.shape(tensor)[0], rows)
-    with tf.control_dependencies([tf.debugging.Assert(
-        ok, [f"{name} must have one row per example (the same N as the "
-             f"other inputs); got", tf.shape(tensor)[0], "rows, expected",
-             rows])]):
-      return tf.identity(tensor)
+    return validation.check_images(images, self.shape, allow_uint8=True)
 
   def _check_labels(self, labels, rows):
-    labels = self._check_rows(tf.reshape(labels, [-1]), rows, "labels")
-    k = self.model.num_classes
-    ok = tf.logical_and(tf.reduce_all(labels >= 0),
-                        tf.reduce_all(labels < k))
-    with tf.control_dependencies([tf.debugging.Assert(
-        ok, [f"labels must be integers in [0, {k}); got", labels])]):
-      return tf.identity(labels)
+    return validation.check_labels(tf.reshape(labels, [-1]),
+                                   self.model.num_classes, rows=rows)
 
   def _check_latent(self, latent):
-    shape = tf.shape(latent)
-    ok = tf.logical_and(tf.equal(tf.size(shape), 2),
-                        tf.equal(shape[-1], self.size))
-    with tf.control_dependencies([tf.debugging.Assert(
-        ok, [f"latent must have shape [N, {self.size}]; got shape", shape])]):
-      finite = tf.reduce_all(tf.math.is_finite(latent))
-    with tf.control_dependencies([tf.debugging.Assert(
-        finite, ["latent contains NaN or inf"])]):
-      return tf.ensure_shape(tf.identity(latent), (None, self.size))
+    return validation.check_latents(latent, self.size)
 
   # --- endpoints ------------------------------------------------------------
 
@@ -146,18 +108,14 @@ class _Endpoints:
 
   def _decode(self, latent, labels):
     labels = self._labels(labels, tf.shape(latent)[0])
-    return tf.clip_by_value(self.model.decode(latent, labels), 0.0, 256.0)
+    return self.model.clip_pixels(self.model.decode(latent, labels))
 
   def sample(self, seed, temperature, labels=None):
-    seed = tf.ensure_shape(seed, (None, 2))
+    with tf.control_dependencies(validation.assert_shape(seed, [None, 2],
+                                                         "seed")):
+      seed = tf.ensure_shape(tf.identity(seed), (None, 2))
     rows = tf.shape(seed)[0]
-    temperature = self._check_rows(tf.reshape(temperature, [-1]), rows,
-                                   "temperature")
-    ok = tf.reduce_all(tf.logical_and(temperature > 0.0,
-                                      tf.math.is_finite(temperature)))
-    with tf.control_dependencies([tf.debugging.Assert(
-        ok, ["temperature must be finite and > 0; got", temperature])]):
-      temperature = tf.identity(temperature)
+    temperature = validation.check_temperature(temperature, rows=rows)
     size = self.size
     eps = tf.map_fn(lambda s: tf.random.stateless_normal([size], seed=s),
                     seed, fn_output_signature=tf.float32)
@@ -174,19 +132,22 @@ class _Endpoints:
 
 
 def _specs(model):
-  # Dimensions beyond N are left open in the signatures and checked in the
-  # graph, so a wrong shape gets a message naming the expected one.
-  images = tf.TensorSpec([None, None, None, None], tf.float32, name="images")
-  images_u8 = tf.TensorSpec([None, None, None, None], tf.uint8, name="images")
+  # Shapes are left open in the signatures (unknown rank) and checked in the
+  # graph, so a wrong shape gets a message naming the expected one. A
+  # declared rank would be trusted by the graph optimizer (it folds
+  # rank-dependent ops), and a request of another rank would then fail
+  # inside a kernel instead of at the check.
+  images = tf.TensorSpec(None, tf.float32, name="images")
+  images_u8 = tf.TensorSpec(None, tf.uint8, name="images")
   labels = tf.TensorSpec([None], tf.int32, name="labels")
   specs = {
       "serving_default": ("log_prob", [images]),
       "log_prob_uint8": ("log_prob_uint8", [images_u8]),
-      "sample": ("sample", [tf.TensorSpec([None, 2], tf.int32, name="seed"),
+      "sample": ("sample", [tf.TensorSpec(None, tf.int32, name="seed"),
                             tf.TensorSpec([None], tf.float32,
                                           name="temperature")]),
       "encode": ("encode", [images]),
-      "decode": ("decode", [tf.TensorSpec([None, None], tf.float32,
+      "decode": ("decode", [tf.TensorSpec(None, tf.float32,
                                           name="latent")]),
   }
   if model.num_classes:

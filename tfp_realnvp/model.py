@@ -49,8 +49,10 @@ import tensorflow_probability as tfp
 
 from tfp_realnvp import networks
 from tfp_realnvp import prior
+from tfp_realnvp import validation
 from tfp_realnvp.bijectors import batch_norm
 from tfp_realnvp.bijectors import coupling as coupling_lib
+from tfp_realnvp.bijectors import cache
 from tfp_realnvp.bijectors import logit
 from tfp_realnvp.bijectors import multiscale
 from tfp_realnvp.bijectors import squeeze
@@ -79,8 +81,8 @@ class RealNVP(keras.Model):
       scale's width, doubled at each coarser scale; a sequence of
       `num_scales` ints gives each scale's width (finest first), e.g.
       `(16, 32, 56)`. Prefer multiples of 8, the vector width of oneDNN's and
-      cuDNN's blocked layouts: on the bench CPU oneDNN's batch norm took
-      3.4x longer per element at 12 channels than at 16.
+      cuDNN's blocked layouts (off that width they run markedly slower; see
+      the README's Performance section).
     coupling: 'affine' (Real NVP) or 'additive' (NICE, s ≡ 0).
     use_batch_norm: batch norm inside the s/t networks and a
       `BatchNormalization` bijector after every coupling (paper §3.7).
@@ -106,8 +108,12 @@ class RealNVP(keras.Model):
     log_scale_init: initial learned factor in `s = scale · tanh(raw)`; it is
       the initial bound on |s| per element.
     l2_reg: L2 penalty on the s/t network weights (paper: 5e-5).
-    validate_inputs: check shape, dtype and the [0, 256] range of images
-      and the range of labels in every public method (cheap graph asserts).
+    validate_inputs: check every input of every public method (and of
+      `fit`/`evaluate`/`predict`): shape, dtype, the [0, 256] range and
+      finiteness of images, finite latents, one label per example in
+      [0, num_classes) (`tfp_realnvp.validation`; cheap graph asserts, and
+      under `jit_compile` a check in the input pipeline). `False` keeps the
+      static shape and dtype checks only.
   """
 
   def __init__(self, image_shape, num_scales=3, num_res_blocks=4,
@@ -250,8 +256,8 @@ class RealNVP(keras.Model):
     """
     training = bool(training)
     preprocess = logit.LogitPreprocess(alpha=self.alpha)
-    return tfb.Chain([self._segment(0, training), preprocess],
-                     name="real_nvp_flow")
+    return cache.Chain([self._segment(0, training), preprocess],
+                            name="real_nvp_flow")
 
   def _segment(self, start, training):
     """Bijector for the plan from `start` on, ending in the flat latent."""
@@ -275,9 +281,10 @@ class RealNVP(keras.Model):
         rest = self._segment(i + 1, training)
         steps.append(multiscale.factor_out(entry[2], rest,
                                            name=f"factor_out_s{entry[1]}"))
-        return tfb.Chain(steps[::-1], name=f"scale_{self._plan[start][1]}")
+        return cache.Chain(steps[::-1],
+                                name=f"scale_{self._plan[start][1]}")
     steps.append(multiscale.flatten(self.latent_shapes[-1]))
-    return tfb.Chain(steps[::-1], name=f"scale_{self._plan[start][1]}")
+    return cache.Chain(steps[::-1], name=f"scale_{self._plan[start][1]}")
 
   def base_distribution(self, labels=None, temperature=1.0):
     """The Gaussian over the flat latent `[D]` (batch `[N]` if conditional)."""
@@ -290,6 +297,7 @@ class RealNVP(keras.Model):
     else:
       labels = self._check_labels(labels)
       loc, log_scale = self.prior(labels)
+    temperature = validation.check_temperature(temperature)
     log_scale = log_scale + tf.math.log(tf.cast(temperature, log_scale.dtype))
     return prior.gaussian(loc, log_scale)
 
@@ -300,9 +308,9 @@ class RealNVP(keras.Model):
     (nats); `sample(n)` runs the flow's inverse once. For a class-conditional
     model pass `labels` (int `[N]`): the distribution then has batch `[N]`.
     """
-    return tfd.TransformedDistribution(
+    return cache.TransformedDistribution(
         distribution=self.base_distribution(labels),
-        bijector=tfb.Invert(self.flow(training)),
+        bijector=cache.Invert(self.flow(training)),
         name="RealNVP")
 
   # --- Keras entry points -----------------------------------------------------
@@ -352,6 +360,60 @@ class RealNVP(keras.Model):
       loss = loss * (1.0 / replicas)
     return loss
 
+  def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+    """`keras.Model.fit`; under XLA the input values are checked in the
+    input pipeline (see `_xla_safe`)."""
+    return super().fit(self._xla_safe(x), y, *args,
+                       validation_data=self._xla_safe(validation_data),
+                       **kwargs)
+
+  def evaluate(self, x=None, *args, **kwargs):
+    """`keras.Model.evaluate`, input values checked under XLA too."""
+    return super().evaluate(self._xla_safe(x), *args, **kwargs)
+
+  def predict(self, x, *args, **kwargs):
+    """`keras.Model.predict`, input values checked under XLA too."""
+    return super().predict(self._xla_safe(x), *args, **kwargs)
+
+  def _xla_safe(self, data):
+    """Input value checks that survive `jit_compile=True`.
+
+    XLA drops the graph asserts of `validation`, so when the model is
+    compiled with XLA (`compile(jit_compile=True)`, or Keras' `auto` on
+    GPU/TPU) NaN, inf, out-of-range pixels and out-of-range labels are
+    checked outside the compiled step, with the same messages: arrays and
+    tensors eagerly once, a `tf.data.Dataset` by a map step. (Python
+    generators and `PyDataset`s are checked by the graph path only, so not
+    under XLA.) Shapes and dtypes are checked at trace time either way.
+    """
+    if data is None or not self.validate_inputs or not getattr(
+        self, "jit_compile", False):
+      return data
+    if isinstance(data, tf.data.Dataset):
+      if isinstance(data.element_spec, tuple):
+        return data.map(lambda *parts: tuple(
+            tf.nest.map_structure(self._check_component, parts)))
+      return data.map(
+          lambda element: tf.nest.map_structure(self._check_component,
+                                                element))
+    if isinstance(data, (np.ndarray, tf.Tensor, tuple, list, dict)):
+      # Traced, so the message is worded as on the graph path.
+      tf.function(lambda d: tf.nest.map_structure(self._check_component, d),
+                  autograph=False)(data)
+    return data
+
+  def _check_component(self, value):
+    """Value checks of one input component: images, or labels."""
+    if not isinstance(value, (np.ndarray, tf.Tensor)):
+      return value
+    value = tf.convert_to_tensor(value)
+    if value.dtype.is_floating and value.shape.rank == 4:
+      value = validation.check_images(value, self.image_shape)
+    elif (self.prior is not None and value.dtype.is_integer and
+          value.shape.rank == 1):
+      value = validation.check_labels(value, self.num_classes)
+    return value
+
   def train_step(self, data):
     return _reducible_logs(super().train_step(data))
 
@@ -381,8 +443,16 @@ class RealNVP(keras.Model):
   # --- public API ---------------------------------------------------------------
 
   def log_prob(self, images, labels=None, training=False):
-    """Exact log-density (nats) of dequantized pixels, shape `[N]`."""
+    """Exact log-density (nats) of dequantized pixels, shape `[N]`.
+
+    A class-conditional model needs one label per image (int `[N]`); a
+    different count is an error here as in `encode`, `decode`, `sample` and
+    serving (`distribution(labels=...)` itself broadcasts as any TFP
+    distribution does).
+    """
     images = self._check_images(images)
+    if self.prior is not None:
+      labels = self._check_labels(labels, tf.shape(images)[0])
     return self.distribution(training=training, labels=labels).log_prob(images)
 
   def bits_per_dim(self, inputs, training=False):
@@ -424,26 +494,36 @@ class RealNVP(keras.Model):
     Args:
       num_samples: number of images.
       temperature: scales the std of the base Gaussian (paper fig. 6 uses
-        reduced temperatures for sharper samples).
+        reduced temperatures for sharper samples); finite and > 0. A Python
+        number is checked at once, a tensor (scalar or `[num_samples]`, e.g.
+        inside a `tf.function`) by a graph assert.
       seed: `None` (stateful RNG) or a stateless seed such as `(1, 2)`: the
         same seed gives the same images.
       labels: int `[num_samples]` classes (class-conditional models only).
-      clip: clip to the pixel range `[0, 256)`; the flow's exact image of a
-        Gaussian latent lies in `(-α·256/(1-2α), 256 + α·256/(1-2α))`.
+      clip: clip to the half-open pixel range `[0, 256)` (`clip_pixels`),
+        so `floor` gives a valid uint8. `False` returns the flow's exact
+        image of the latent, which lies in `(-α·256/(1-2α),
+        256 + α·256/(1-2α))`: count finiteness and range on it.
     """
     _validate_positive_int("num_samples", num_samples)
-    if temperature <= 0:
-      raise ValueError(f"temperature must be > 0, got {temperature}")
+    temperature = validation.check_temperature(temperature)
+    if temperature.shape.rank:  # one temperature per sample
+      temperature = validation.check_rows(temperature, num_samples,
+                                          "temperature")[:, None]
     shape = [int(num_samples), self.event_size]
     if seed is None:
       eps = tf.random.normal(shape)
     else:
       eps = tf.random.stateless_normal(shape, seed=seed)
     images = self.decode(eps * temperature, labels=labels)
-    if clip:
-      images = tf.clip_by_value(images, 0.0, np.nextafter(256.0, 0.0,
-                                                          dtype=np.float32))
-    return images
+    return self.clip_pixels(images) if clip else images
+
+  @staticmethod
+  def clip_pixels(images):
+    """Clips to the half-open pixel range `[0, 256)` (the largest float32
+    below 256 at the top), the range of dequantized pixels `k + u`."""
+    return tf.clip_by_value(images, 0.0,
+                            np.nextafter(256.0, 0.0, dtype=np.float32))
 
   def interpolate(self, images, steps=8, labels=None):
     """Latent manifold of four images (paper eq. 19), `[steps, steps, H, W, C]`.
@@ -458,7 +538,15 @@ class RealNVP(keras.Model):
       raise ValueError(f"interpolate needs exactly 4 images, got shape "
                        f"{images.shape}")
     if self.prior is not None:
-      labels = tf.fill([4], tf.cast(tf.reshape(labels, []), tf.int32))
+      if labels is None or np.ndim(labels) != 0:
+        raise ValueError(
+            f"interpolate on a class-conditional model needs labels=k, one "
+            f"class (an integer in [0, {self.num_classes})) for all four "
+            f"images; got labels={labels!r}")
+      labels = tf.fill([4], self._check_labels(tf.reshape(labels, [1]))[0])
+    elif labels is not None:
+      raise ValueError("labels were given to an unconditional model "
+                       "(num_classes=None)")
     z1, z2, z3, z4 = tf.unstack(self.encode(images, labels))
     angles = tf.linspace(0.0, math.pi / 2, steps)
     phi = angles[:, None, None]
@@ -486,13 +574,18 @@ class RealNVP(keras.Model):
 
   def _unpack(self, inputs):
     if isinstance(inputs, (tuple, list)):
-      if len(inputs) != 2:
-        raise ValueError(f"expected images or (images, labels), got a "
-                         f"{type(inputs).__name__} of {len(inputs)} elements")
+      shape = ", ".join(map(str, self.image_shape))
       if self.prior is None:
         raise ValueError(
-            "this model is unconditional (num_classes=None) but received "
-            "(images, labels); pass images only")
+            f"this model is unconditional (num_classes=None): pass images "
+            f"as one tensor of shape [N, {shape}]; got a "
+            f"{type(inputs).__name__} of {len(inputs)} elements (a list of "
+            f"images? stack them with np.stack; (images, labels) pairs are "
+            f"for class-conditional models)")
+      if len(inputs) != 2:
+        raise ValueError(f"expected (images, labels) for this class-"
+                         f"conditional model, got a {type(inputs).__name__} "
+                         f"of {len(inputs)} elements")
       return inputs[0], inputs[1]
     if self.prior is not None:
       raise ValueError(
@@ -503,78 +596,19 @@ class RealNVP(keras.Model):
     return inputs, None
 
   def _check_images(self, images):
-    if isinstance(images, (tuple, list)):
-      raise ValueError("expected an images tensor [N, H, W, C], got a "
-                       f"{type(images).__name__}")
-    images = tf.convert_to_tensor(images)
-    if not images.dtype.is_floating:
-      raise TypeError(
-          f"expected float32 images of dequantized pixel values in [0, 256); "
-          f"got dtype {images.dtype.name}. Dequantize integer pixels first, "
-          f"e.g. tf.cast(pixels, tf.float32) + "
-          f"tf.random.uniform(tf.shape(pixels))")
-    images = tf.cast(images, tf.float32)
-    expected = [None] + list(self.image_shape)
-    if not images.shape.is_compatible_with(expected):
-      raise ValueError(f"expected images of shape [N, {', '.join(map(str, self.image_shape))}] "
-                       f"(batch, height, width, channels), got shape "
-                       f"{images.shape}")
-    if not self.validate_inputs:
-      return images
-    checks = [
-        tf.debugging.assert_all_finite(
-            images, "images contain NaN or inf; expected dequantized pixel "
-                    "values in [0, 256)"),
-        tf.debugging.assert_greater_equal(
-            tf.reduce_min(images), 0.0,
-            message="images must be dequantized pixel values in [0, 256); "
-                    "found a value below 0"),
-        tf.debugging.assert_less_equal(
-            tf.reduce_max(images), 256.0,
-            message="images must be dequantized pixel values in [0, 256); "
-                    "found a value above 256 (are they already scaled "
-                    "differently, or not yet in pixel units?)"),
-    ]
-    with tf.control_dependencies(checks):
-      return tf.identity(images)
+    return validation.check_images(images, self.image_shape,
+                                   check_values=self.validate_inputs)
 
   def _check_latents(self, latents):
-    latents = tf.convert_to_tensor(latents)
-    if not latents.dtype.is_floating:
-      raise TypeError(f"expected float latents, got dtype "
-                      f"{latents.dtype.name}")
-    latents = tf.cast(latents, tf.float32)
-    if not latents.shape.is_compatible_with([None, self.event_size]):
-      raise ValueError(f"expected latents of shape [N, {self.event_size}] "
-                       f"(D = H*W*C), got shape {latents.shape}")
-    return latents
+    return validation.check_latents(latents, self.event_size,
+                                    check_values=self.validate_inputs)
 
   def _check_labels(self, labels, num=None):
     if self.prior is None:
-      raise ValueError("labels were given to an unconditional model")
-    if labels is None:
-      raise ValueError(f"this model is class-conditional (num_classes="
-                       f"{self.num_classes}); pass int labels of shape [N]")
-    labels = tf.convert_to_tensor(labels)
-    if not labels.dtype.is_integer:
-      raise TypeError(f"labels must be integers in [0, {self.num_classes}), "
-                      f"got dtype {labels.dtype.name}")
-    labels = tf.cast(labels, tf.int32)
-    if labels.shape.rank is not None and labels.shape.rank != 1:
-      raise ValueError(f"labels must have shape [N], got {labels.shape}")
-    checks = []
-    if num is not None:
-      checks.append(tf.debugging.assert_equal(
-          tf.shape(labels)[0], tf.cast(num, tf.int32),
-          message="labels must have one entry per image / latent"))
-    if self.validate_inputs:
-      checks.append(tf.debugging.assert_greater_equal(
-          labels, 0, message=f"labels must be in [0, {self.num_classes})"))
-      checks.append(tf.debugging.assert_less(
-          labels, self.num_classes,
-          message=f"labels must be in [0, {self.num_classes})"))
-    with tf.control_dependencies(checks):
-      return tf.identity(labels)
+      raise ValueError("labels were given to an unconditional model "
+                       "(num_classes=None)")
+    return validation.check_labels(labels, self.num_classes, rows=num,
+                                   check_values=self.validate_inputs)
 
 
 def _reducible_logs(logs):

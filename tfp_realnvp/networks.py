@@ -64,7 +64,8 @@ class WeightNormConv2D(keras.layers.Layer):
         name="kernel", shape=(k, k, in_channels, self.filters),
         initializer=kernel_init, regularizer=regularizer, autocast=False)
     if self.use_weight_norm:
-      # g = ||v|| reproduces v at init; g = 0 makes the layer output zero.
+      # w = g·v/||v||: g starts at 1 (each filter at unit norm), or at 0
+      # with zero_init (the layer then outputs its bias, zero).
       self.g = self.add_weight(
           name="g", shape=(self.filters,),
           initializer="zeros" if self.zero_init else "ones",
@@ -81,7 +82,7 @@ class WeightNormConv2D(keras.layers.Layer):
       return v
     inv_norm = tf.math.rsqrt(
         tf.reduce_sum(tf.square(v), axis=[0, 1, 2]) + 1e-12)
-    # With g initialised to ones a filter starts at unit norm.
+    # Each output filter v[..., j] rescaled to norm g[j].
     return v * (tf.convert_to_tensor(self.g) * inv_norm)
 
   def call(self, x):

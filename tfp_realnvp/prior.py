@@ -1,8 +1,10 @@
 """The Gaussian base distribution of the flow, optionally class-conditional.
 
 Unconditional: `z ~ N(0, I_D)` (the paper's isotropic unit Gaussian).
-Class-conditional (paper appendix F, as in the authors' conditional
-experiments): every class `k` has its own mean `μ_k ∈ R^D` and log-std
+Class-conditional (an extension: the paper trains unconditional models
+only; a class-dependent Gaussian base is the usual way to condition a flow,
+as in Glow's class-conditional prior): every class `k` has its own mean
+`μ_k ∈ R^D` and log-std
 `log σ_k ∈ R^D`, learned, both initialised at 0 so training starts from the
 unconditional model.
 """

@@ -3,8 +3,11 @@
 Real NVP models `logit(α + (1 - 2α)·x/256)` of the dequantized pixels
 `x = pixel + u, u ~ U[0, 1)` (§4.1; α = 0.05 in the authors' released code).
 Because the map is part of the bijector chain its Jacobian is part of
-`log_prob`, so `log_prob` is the density of `x` on `[0, 256)^D` and
-`-log_prob / (D·ln 2)` is an exact bits/dim figure for the discrete data.
+`log_prob`, so `log_prob` is the exact density of the dequantized pixels `x`
+on `[0, 256)^D`, and `-log_prob(x) / (D·ln 2)` their exact bits/dim. For the
+discrete pixels it is the usual dequantization bound: its expectation over
+`u` upper-bounds the discrete data's bits/dim (Theis et al. 2016), and one
+draw of `u` is a one-sample estimate of that bound.
 
 ```
   forward:   p = α + (1 - 2α)·x/256,      y = log p - log(1 - p)

@@ -1,0 +1,239 @@
+"""Input checks shared by `RealNVP` and its TF Serving export.
+
+Every check has two parts:
+
+- **static** (Python, at call or trace time): container type, dtype, and
+  the static shape. These raise `TypeError`/`ValueError` and work under any
+  compilation, XLA included.
+- **values** (graph asserts, `tf.debugging.Assert`): rank and dimensions
+  when only known at run time (serving), a non-empty batch, NaN/inf, the
+  pixel range [0, 256], label range, one label per row, and a finite
+  positive temperature. Eagerly they raise at once; in a graph they raise
+  `InvalidArgumentError` with the same message (TF Serving answers it as
+  INVALID_ARGUMENT).
+
+XLA drops `Assert` ops: inside a `jit_compile=True` function the value
+checks would be silent. `RealNVP.fit/evaluate/predict` therefore run
+these checks in the input pipeline (outside XLA) whenever the model is
+compiled with XLA, so the same message is raised there; a function you
+compile with XLA yourself gets the static checks only (validate its inputs
+before calling it, e.g. with `check_images`).
+
+Every message names what was expected: the shape, the dtype or the range.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+PIXEL_RANGE = "[0, 256]"
+# Plain graph code: AutoGraph need not (and should not) rewrite it.
+_plain = tf.autograph.experimental.do_not_convert
+
+
+def _shape_text(dims):
+  return "[" + ", ".join("N" if d is None else str(d) for d in dims) + "]"
+
+
+def _reject_containers(value, what, expected):
+  if isinstance(value, (list, tuple)):
+    n = len(value)
+    raise ValueError(
+        f"expected {what} as one tensor of shape {expected}; got a "
+        f"{type(value).__name__} of {n} element{'s' if n != 1 else ''}. "
+        f"Stack the examples first (np.stack / tf.stack); a class-"
+        f"conditional model takes (images, labels) as a pair")
+
+
+def _assert_shape(tensor, dims, what):
+  """Run-time rank and dimension check, safe for any rank."""
+  expected = _shape_text(dims)
+  shape = tf.shape(tensor, out_type=tf.int64)
+  rank = tf.size(shape)
+  # Pad so that comparing with `dims` never fails on a wrong rank.
+  padded = tf.concat([shape, tf.fill([len(dims)], tf.constant(-1, tf.int64))],
+                     axis=0)[:len(dims)]
+  fixed = [i for i, d in enumerate(dims) if d is not None]
+  ok = tf.equal(rank, len(dims))
+  if fixed:
+    want = tf.constant([dims[i] for i in fixed], tf.int64)
+    ok = tf.logical_and(ok, tf.reduce_all(tf.equal(
+        tf.gather(padded, fixed), want)))
+  return tf.debugging.Assert(
+      ok, [f"{what} must have shape {expected}; got shape", shape],
+      name=f"check_{what}_shape")
+
+
+def _assert_nonempty(tensor, what, expected):
+  return tf.debugging.Assert(
+      tf.greater(tf.shape(tensor)[0], 0),
+      [f"{what} must hold at least one example (N >= 1) of shape "
+       f"{expected}; got an empty batch of shape", tf.shape(tensor)],
+      name=f"check_{what}_nonempty")
+
+
+@_plain
+def assert_shape(tensor, dims, what):
+  """Run-time asserts (ops) that `tensor` has shape `dims` (`None`: any
+  size) and at least one row; for inputs whose shape only the graph sees."""
+  return [_assert_shape(tensor, dims, what),
+          _assert_nonempty(tensor, what, _shape_text(dims))]
+
+
+def _with(checks, tensor):
+  with tf.control_dependencies(checks):
+    return tf.identity(tensor)
+
+
+@_plain
+def image_value_checks(images):
+  """The NaN/inf and [0, 256] asserts on float images (list of ops)."""
+  finite = tf.debugging.Assert(
+      tf.reduce_all(tf.math.is_finite(images)),
+      ["images contain NaN or inf; expected dequantized pixel values in "
+       f"{PIXEL_RANGE}"], name="check_images_finite")
+  with tf.control_dependencies([finite]):
+    low, high = tf.reduce_min(images), tf.reduce_max(images)
+    below = tf.debugging.Assert(
+        low >= 0.0,
+        [f"images must be dequantized pixel values in {PIXEL_RANGE}; found "
+         "a value below 0: min", low], name="check_images_below")
+    above = tf.debugging.Assert(
+        high <= 256.0,
+        [f"images must be dequantized pixel values in {PIXEL_RANGE}; found "
+         "a value above 256 (not yet in pixel units, or scaled "
+         "differently?): max", high], name="check_images_above")
+  return [finite, below, above]
+
+
+@_plain
+def check_images(images, image_shape, check_values=True, allow_uint8=False):
+  """Checked images `[N, H, W, C]`: float32 (or uint8 if allowed).
+
+  Args:
+    images: a tensor or array of dequantized pixel values.
+    image_shape: `(H, W, C)` the model expects.
+    check_values: add the run-time asserts (shape, non-empty, finite,
+      range); `False` keeps the static checks only.
+    allow_uint8: accept uint8 pixels (the `log_prob_uint8` signature).
+  """
+  dims = [None] + [int(d) for d in image_shape]
+  expected = _shape_text(dims)
+  _reject_containers(images, "images", expected)
+  images = tf.convert_to_tensor(images)
+  if images.dtype == tf.uint8 and allow_uint8:
+    pass
+  elif not images.dtype.is_floating:
+    raise TypeError(
+        f"expected float32 images of dequantized pixel values in "
+        f"{PIXEL_RANGE}, shape {expected}; got dtype {images.dtype.name}. "
+        f"Dequantize integer pixels first, e.g. tf.cast(pixels, tf.float32) "
+        f"+ tf.random.uniform(tf.shape(pixels))")
+  else:
+    images = tf.cast(images, tf.float32)
+  if not images.shape.is_compatible_with(dims):
+    raise ValueError(f"expected images of shape {expected} (batch, height, "
+                     f"width, channels), got shape {images.shape}")
+  if images.shape.rank is not None and images.shape[0] == 0:
+    raise ValueError(f"images must hold at least one example (N >= 1) of "
+                     f"shape {expected}; got shape {images.shape}")
+  if not check_values:
+    return images
+  checks = [_assert_shape(images, dims, "images"),
+            _assert_nonempty(images, "images", expected)]
+  images = _with(checks, images)
+  if images.dtype != tf.uint8:
+    images = _with(image_value_checks(images), images)
+  return tf.ensure_shape(images, dims)
+
+
+@_plain
+def check_latents(latents, event_size, check_values=True):
+  """Checked float32 latents `[N, D]` (finite when `check_values`)."""
+  dims = [None, int(event_size)]
+  expected = _shape_text(dims)
+  _reject_containers(latents, "latents", expected)
+  latents = tf.convert_to_tensor(latents)
+  if not latents.dtype.is_floating:
+    raise TypeError(f"expected float32 latents of shape {expected}, got "
+                    f"dtype {latents.dtype.name}")
+  latents = tf.cast(latents, tf.float32)
+  if not latents.shape.is_compatible_with(dims):
+    raise ValueError(f"expected latents of shape {expected} (D = H*W*C), "
+                     f"got shape {latents.shape}")
+  if latents.shape.rank is not None and latents.shape[0] == 0:
+    raise ValueError(f"latents must hold at least one example (N >= 1) of "
+                     f"shape {expected}; got shape {latents.shape}")
+  if not check_values:
+    return latents
+  checks = [_assert_shape(latents, dims, "latent"),
+            _assert_nonempty(latents, "latent", expected)]
+  latents = _with(checks, latents)
+  finite = tf.debugging.Assert(
+      tf.reduce_all(tf.math.is_finite(latents)),
+      [f"latent contains NaN or inf; expected finite values of shape "
+       f"{expected}"], name="check_latent_finite")
+  return tf.ensure_shape(_with([finite], latents), dims)
+
+
+@_plain
+def check_rows(tensor, rows, what):
+  """Asserts one entry of `tensor` per example (`rows` of them)."""
+  n = tf.shape(tensor)[0]
+  static_n = tensor.shape[0] if tensor.shape.rank else None
+  static_rows = tf.get_static_value(rows)
+  if static_n is not None and static_rows is not None and \
+      int(static_n) != int(static_rows):
+    raise ValueError(f"{what} must have one row per example: got {static_n} "
+                     f"for {int(static_rows)} examples")
+  ok = tf.equal(n, tf.cast(rows, n.dtype))
+  return _with([tf.debugging.Assert(
+      ok, [f"{what} must have one row per example (the same N as the other "
+           f"inputs); got", n, "rows, expected", rows],
+      name="check_rows")], tensor)
+
+
+@_plain
+def check_labels(labels, num_classes, rows=None, check_values=True):
+  """Checked int32 labels `[N]` in `[0, num_classes)`, one per example."""
+  expected = f"integers in [0, {num_classes})"
+  if labels is None:
+    raise ValueError(f"this model is class-conditional (num_classes="
+                     f"{num_classes}); pass labels: {expected}, shape [N]")
+  labels = tf.convert_to_tensor(labels)
+  if not labels.dtype.is_integer:
+    raise TypeError(f"labels must be {expected}, got dtype "
+                    f"{labels.dtype.name}")
+  labels = tf.cast(labels, tf.int32)
+  if labels.shape.rank is not None and labels.shape.rank != 1:
+    raise ValueError(f"labels must have shape [N] ({expected}), got shape "
+                     f"{labels.shape}")
+  if rows is not None:
+    labels = check_rows(labels, rows, "labels")
+  if not check_values:
+    return labels
+  ok = tf.logical_and(tf.reduce_all(labels >= 0),
+                      tf.reduce_all(labels < num_classes))
+  return _with([tf.debugging.Assert(
+      ok, [f"labels must be {expected}; got", labels],
+      name="check_labels_range")], labels)
+
+
+@_plain
+def check_temperature(temperature, rows=None):
+  """A finite temperature > 0: a Python number is checked at once; a
+  tensor (scalar, or `[N]` with `rows`) gets a graph assert."""
+  if isinstance(temperature, (int, float, np.integer, np.floating)) and \
+      not isinstance(temperature, bool):
+    if not np.isfinite(temperature) or temperature <= 0:
+      raise ValueError(f"temperature must be finite and > 0, got "
+                       f"{temperature}")
+    return tf.constant(temperature, tf.float32)
+  temperature = tf.cast(tf.convert_to_tensor(temperature), tf.float32)
+  if rows is not None:
+    temperature = check_rows(tf.reshape(temperature, [-1]), rows,
+                             "temperature")
+  ok = tf.reduce_all(tf.logical_and(temperature > 0.0,
+                                    tf.math.is_finite(temperature)))
+  return _with([tf.debugging.Assert(
+      ok, ["temperature must be finite and > 0; got", temperature],
+      name="check_temperature")], temperature)
