@@ -323,3 +323,42 @@ def test_mixed_bfloat16_model_exports_and_serves(tmp_path):
     assert samples.shape == (3, 8, 8, 1) and np.all(np.isfinite(samples))
   finally:
     session.close()
+
+
+def test_concurrent_exports_both_land(tmp_path, monkeypatch):
+  """Another export publishing version N while ours is being written: ours
+  becomes N+1 (was: 'Directory not empty'); an explicit version that
+  appeared meanwhile is refused, and nothing is overwritten."""
+  small = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, num_res_blocks=0,
+                              num_filters=2, name="tiny")
+  base = str(tmp_path / "models")
+  write = export.write_saved_model
+
+  def racing_write(model, path):
+    write(model, path)
+    other = os.path.join(base, "tiny", "1")
+    if not os.path.exists(other):  # the other process wins the race
+      os.makedirs(other)
+      with open(os.path.join(other, "saved_model.pb"), "w") as f:
+        f.write("theirs")
+
+  monkeypatch.setattr(export, "write_saved_model", racing_write)
+  path = export.export_for_serving(small, base, warmup_requests=0)
+  assert path == os.path.join(base, "tiny", "2")
+  with open(os.path.join(base, "tiny", "1", "saved_model.pb")) as f:
+    assert f.read() == "theirs"
+  assert os.path.getsize(os.path.join(path, "saved_model.pb")) > 1000
+
+  def racing_write_3(model, path):
+    write(model, path)
+    os.makedirs(os.path.join(base, "tiny", "3"))
+    with open(os.path.join(base, "tiny", "3", "saved_model.pb"), "w") as f:
+      f.write("theirs")
+
+  monkeypatch.setattr(export, "write_saved_model", racing_write_3)
+  with pytest.raises(FileExistsError, match="never overwritten"):
+    export.export_for_serving(small, base, version=3, warmup_requests=0)
+  with open(os.path.join(base, "tiny", "3", "saved_model.pb")) as f:
+    assert f.read() == "theirs"
+  assert not [d for d in os.listdir(os.path.join(base, "tiny"))
+              if d.startswith(".tmp")]

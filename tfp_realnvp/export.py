@@ -43,6 +43,7 @@ usual. Exported functions contain no PyFunc, no XLA and no stateful random
 ops (TF Serving's defaults reject or misbehave on them).
 """
 
+import errno
 import os
 import re
 import shutil
@@ -281,16 +282,12 @@ def export_for_serving(model, base_dir="saved_models", name=None,
                      f"got {name!r}")
   model_dir = os.path.join(base_dir, name)
   os.makedirs(model_dir, exist_ok=True)
-  existing = _versions(model_dir)
-  if version is None:
-    version = (existing[-1] + 1) if existing else 1
-  if isinstance(version, bool) or not isinstance(version, (int, np.integer)) \
-      or version < 1:
+  if version is not None and (
+      isinstance(version, bool) or not isinstance(version, (int, np.integer))
+      or version < 1):
     raise ValueError(f"version must be a positive integer, got {version!r}")
-  final = os.path.join(model_dir, str(int(version)))
-  if os.path.exists(final):
-    raise FileExistsError(f"{final} already exists; versions are never "
-                          f"overwritten (pass version=None for the next one)")
+  if version is not None:
+    _refuse_existing(os.path.join(model_dir, str(int(version))))
   # Not all-digit, so TF Serving never mistakes it for a version.
   tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir)
   try:
@@ -298,8 +295,43 @@ def export_for_serving(model, base_dir="saved_models", name=None,
     write_saved_model(model, target)
     if warmup_requests:
       _write_warmup(model, target, name, warmup_requests)
-    os.rename(target, final)
+    final = _publish(target, model_dir, version)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   write_models_config(base_dir, serving_root)
   return final
+
+
+def _refuse_existing(final):
+  if os.path.exists(final):
+    raise FileExistsError(f"{final} already exists; versions are never "
+                          f"overwritten (pass version=None for the next one)")
+
+
+def _publish(target, model_dir, version, attempts=100):
+  """Renames the finished export to its version directory, atomically.
+
+  With `version=None` the version is the next free one *at the rename*:
+  when a concurrent export takes that number first (the rename then finds
+  a non-empty directory), the next one is tried, so two exports started
+  together both land, as versions N and N+1. An explicit version that
+  appeared meanwhile is refused, never overwritten.
+  """
+  for _ in range(attempts):
+    if version is None:
+      existing = _versions(model_dir)
+      final = os.path.join(model_dir, str(existing[-1] + 1 if existing else 1))
+    else:
+      final = os.path.join(model_dir, str(int(version)))
+      _refuse_existing(final)
+    try:
+      os.rename(target, final)  # fails if `final` exists and is not empty
+      return final
+    except OSError as e:
+      if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+        raise
+      if version is not None:
+        _refuse_existing(final)
+        raise
+  raise FileExistsError(f"could not find a free version in {model_dir} "
+                        f"after {attempts} attempts (concurrent exports?)")
