@@ -79,6 +79,24 @@ def assert_shape(tensor, dims, what):
           _assert_nonempty(tensor, what, _shape_text(dims))]
 
 
+def _check_static_shape(tensor, dims, what, meaning):
+  expected = _shape_text(dims)
+  if not tensor.shape.is_compatible_with(dims):
+    raise ValueError(f"expected {what} of shape {expected} {meaning}, got "
+                     f"shape {tensor.shape}")
+  if tensor.shape.rank is not None and tensor.shape[0] == 0:
+    raise ValueError(f"{what} must hold at least one example (N >= 1) of "
+                     f"shape {expected}; got shape {tensor.shape}")
+
+
+def _checked(tensor, dims, what, value_checks=None):
+  """`tensor` after its run-time shape asserts, then `value_checks(t)`."""
+  tensor = _with(assert_shape(tensor, dims, what), tensor)
+  if value_checks is not None:
+    tensor = _with(value_checks(tensor), tensor)
+  return tf.ensure_shape(tensor, dims)
+
+
 def _with(checks, tensor):
   with tf.control_dependencies(checks):
     return tf.identity(tensor)
@@ -130,20 +148,12 @@ def check_images(images, image_shape, check_values=True, allow_uint8=False):
         f"+ tf.random.uniform(tf.shape(pixels))")
   else:
     images = tf.cast(images, tf.float32)
-  if not images.shape.is_compatible_with(dims):
-    raise ValueError(f"expected images of shape {expected} (batch, height, "
-                     f"width, channels), got shape {images.shape}")
-  if images.shape.rank is not None and images.shape[0] == 0:
-    raise ValueError(f"images must hold at least one example (N >= 1) of "
-                     f"shape {expected}; got shape {images.shape}")
+  _check_static_shape(images, dims, "images",
+                      "(batch, height, width, channels)")
   if not check_values:
     return images
-  checks = [_assert_shape(images, dims, "images"),
-            _assert_nonempty(images, "images", expected)]
-  images = _with(checks, images)
-  if images.dtype != tf.uint8:
-    images = _with(image_value_checks(images), images)
-  return tf.ensure_shape(images, dims)
+  return _checked(images, dims, "images",
+                  None if images.dtype == tf.uint8 else image_value_checks)
 
 
 @_plain
@@ -157,22 +167,17 @@ def check_latents(latents, event_size, check_values=True):
     raise TypeError(f"expected float32 latents of shape {expected}, got "
                     f"dtype {latents.dtype.name}")
   latents = tf.cast(latents, tf.float32)
-  if not latents.shape.is_compatible_with(dims):
-    raise ValueError(f"expected latents of shape {expected} (D = H*W*C), "
-                     f"got shape {latents.shape}")
-  if latents.shape.rank is not None and latents.shape[0] == 0:
-    raise ValueError(f"latents must hold at least one example (N >= 1) of "
-                     f"shape {expected}; got shape {latents.shape}")
+  _check_static_shape(latents, dims, "latents", "(D = H*W*C)")
   if not check_values:
     return latents
-  checks = [_assert_shape(latents, dims, "latent"),
-            _assert_nonempty(latents, "latent", expected)]
-  latents = _with(checks, latents)
-  finite = tf.debugging.Assert(
-      tf.reduce_all(tf.math.is_finite(latents)),
-      [f"latent contains NaN or inf; expected finite values of shape "
-       f"{expected}"], name="check_latent_finite")
-  return tf.ensure_shape(_with([finite], latents), dims)
+
+  def finite(t):
+    return [tf.debugging.Assert(
+        tf.reduce_all(tf.math.is_finite(t)),
+        [f"latent contains NaN or inf; expected finite values of shape "
+         f"{expected}"], name="check_latent_finite")]
+
+  return _checked(latents, dims, "latent", finite)
 
 
 @_plain
