@@ -35,6 +35,9 @@ setup(
         "keras>=3.10,<4",
         "numpy>=1.26,<3",
         "tensorflow-datasets>=4.9,<4.10",
+        # tensorflow-datasets 4.9.x imports it at run time
+        # (core/dataset_builder.py, DatasetBuilder.code_path) although its
+        # metadata requires it only for Python < 3.9.
         "importlib_resources>=6",
         "scikit-learn>=1.4",
         "pillow>=10",

@@ -71,11 +71,54 @@ def test_flips_only_where_configured(training, flip, expect_flips):
     assert 0.2 < flipped.mean() < 0.8
 
 
-def test_paper_preprocessing_flags():
-  flips = {name: spec.flip for name, spec in data.TFDS_SPECS.items()}
-  assert flips == {"mnist": False, "fashion_mnist": False, "cifar10": True,
-                   "celeb_a": True, "downsampled_imagenet/32x32": False,
-                   "downsampled_imagenet/64x64": False, "lsun/bedroom": True}
+# Source image shapes as tfds stores them (before any preprocessing).
+_SOURCE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
+                  "cifar10": (32, 32, 3), "celeb_a": (218, 178, 3),
+                  "downsampled_imagenet/32x32": (32, 32, 3),
+                  "downsampled_imagenet/64x64": (64, 64, 3),
+                  "lsun/bedroom": (256, 342, 3)}
+
+
+@pytest.mark.parametrize("name,flipped", [
+    # Paper §4.1: random horizontal flips for CIFAR-10, CelebA and LSUN
+    # only; never for digits or downsampled ImageNet, never at evaluation.
+    ("mnist", False), ("fashion_mnist", False), ("cifar10", True),
+    ("celeb_a", True), ("downsampled_imagenet/32x32", False),
+    ("downsampled_imagenet/64x64", False), ("lsun/bedroom", True)])
+def test_paper_preprocessing_flips_what_it_should(name, flipped, tmp_path):
+  """Runs `data.load(name)` on images whose brightness rises from left to
+  right (any crop or resize keeps that) and counts the ones that come out
+  of each pipeline mirrored."""
+  h, w, c = _SOURCE_SHAPES[name]
+  ramp = np.linspace(0, 255, w).round().astype(np.uint8)
+  image = np.broadcast_to(ramp[None, :, None], (h, w, c)).copy()
+  n = 64
+
+  def as_dataset(self, *args, **kwargs):
+    del args, kwargs
+    example = {"image": image}
+    if "label" in self.info.features:
+      example["label"] = np.int64(3)
+    return tf.data.Dataset.from_tensors(example).repeat(n)
+
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset,
+                              data_dir=str(tmp_path)):
+    ds = data.load(name, batch_size=n, data_dir=str(tmp_path),
+                   download=False, seed=1)
+    fractions = []
+    for split in (ds.train, ds.validation, ds.test):
+      images = next(iter(split)).numpy()
+      assert images.shape[0] == n
+      left, right = images[:, :, 0].mean(axis=(1, 2)), images[:, :, -1].mean(
+          axis=(1, 2))
+      assert np.all(np.abs(left - right) > 50)  # a ramp, one way or the other
+      fractions.append(float(np.mean(left > right)))
+  train, validation, test = fractions
+  assert validation == 0.0 and test == 0.0
+  if flipped:
+    assert 0.2 < train < 0.8, train
+  else:
+    assert train == 0.0
 
 
 def test_celeb_a_and_lsun_crops():
@@ -130,6 +173,49 @@ def test_image_folder(tmp_path):
   assert (n_test, n_val) == (2, 2)
   with pytest.raises(ValueError, match="image_size"):
     data.load(f"folder:{tmp_path}")
+
+
+def _image_folder(root, per_class=16, classes=("cats", "dogs")):
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for cls in classes:
+    os.makedirs(root / cls)
+    for i in range(per_class):
+      Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+          root / cls / f"{i:02d}.png")
+
+
+def test_corrupt_images_in_a_folder_are_skipped_and_named(tmp_path, capsys):
+  _image_folder(tmp_path)
+  truncated = tmp_path / "cats" / "03.png"
+  truncated.write_bytes(truncated.read_bytes()[:100])
+  not_an_image = tmp_path / "dogs" / "05.png"
+  not_an_image.write_bytes(b"this is not a PNG")
+  ds = data.load(f"folder:{tmp_path}", batch_size=4, image_size=(16, 16, 3),
+                 conditional=True)
+  err = capsys.readouterr().err
+  assert "skipping 2 of 32 files" in err
+  assert str(truncated) in err and str(not_an_image) in err
+  # 30 readable files: 3 test (every 10th), 3 validation, 24 training.
+  assert ds.train_size == 24
+  counts = [sum(int(b[0][0].shape[0]) for b in split)  # no decode error
+            for split in (ds.train, ds.validation, ds.test)]
+  assert counts == [24, 3, 3]
+  assert not data.unreadable_images([str(tmp_path / "cats" / "00.png")], 3)
+
+
+def test_a_split_smaller_than_a_batch_trains_on_one_partial_batch(tmp_path,
+                                                                  capsys):
+  # 32 images: 4 test, 4 validation, 24 training, at batch size 64.
+  _image_folder(tmp_path)
+  ds = data.load(f"folder:{tmp_path}", batch_size=64, image_size=(16, 16, 3))
+  assert [int(b.shape[0]) for b in ds.train] == [24]
+  assert "larger than the 24 training images" in capsys.readouterr().err
+  digits = data.load("digits", batch_size=5000)
+  assert [int(b.shape[0]) for b in digits.train] == [1258]
+  # A split of at least one batch still drops its remainder (static shape).
+  digits = data.load("digits", batch_size=500)
+  assert [int(b.shape[0]) for b in digits.train] == [500, 500]
 
 
 def test_unknown_dataset_and_unlabelled_conditional():

@@ -1,15 +1,22 @@
 """The training application end to end: artifacts, resume after SIGKILL,
-the NaN guard, and the evaluate / sample CLIs."""
+the NaN guard, and the evaluate / sample CLIs.
+
+Also the helpers of tests/test_cli_*.py: TINY flags, `train_main` (the CLI
+in-process with extra Keras callbacks) and `Interrupt` / `KILL_LAUNCHER`
+(stop or SIGKILL a run at a known epoch and batch, not after a sleep).
+"""
 
 import csv
+import functools
 import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
+from unittest import mock
 
+import keras
 import numpy as np
 import pytest
 
@@ -25,12 +32,88 @@ TINY = ["--num_scales", "1", "--num_res_blocks", "1", "--num_filters", "8",
         "--export", "false"]
 
 
+# A few steps per epoch: the resume tests need epochs, not learning.
+FAST = TINY + ["--steps_per_epoch", "3", "--validation_steps", "2",
+               "--test_steps", "2"]
+
+
 def _csv_epochs(run_dir):
   path = os.path.join(run_dir, "training_log.csv")
   if not os.path.exists(path):
     return []
   with open(path, newline="") as f:
     return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+csv_epochs = _csv_epochs
+
+
+def sha256(path):
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+class Interrupted(Exception):
+  """Raised by `Interrupt` (a crash that main() does not handle)."""
+
+
+class Interrupt(keras.callbacks.Callback):
+  """Raises `Interrupted` after training batch `batch` of epoch `epoch`
+  (both 1-based), or calls `action` there instead."""
+
+  def __init__(self, epoch, batch=1, action=None):
+    super().__init__()
+    self.at = (epoch, batch)
+    self.action = action
+    self._epoch = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch + 1
+
+  def on_train_batch_end(self, batch, logs=None):
+    if (self._epoch, batch + 1) == self.at:
+      if self.action is not None:
+        self.action(self.model)
+      else:
+        raise Interrupted(f"interrupted at epoch {self._epoch}, batch "
+                          f"{batch + 1}")
+
+
+def train_main(argv, callbacks=()):
+  """`realnvp-train` in this process, with extra Keras `callbacks`."""
+  with mock.patch.object(train_cli, "run",
+                         functools.partial(train_cli.run,
+                                           callbacks=list(callbacks))):
+    return train_cli.main(argv)
+
+
+# `python -c KILL_LAUNCHER <realnvp-train flags>` with KILL_AT=epoch:batch
+# SIGKILLs itself right after that training batch: no handler, no cleanup,
+# at a known step.
+KILL_LAUNCHER = """
+import functools, os, signal, sys
+import keras
+from training import train
+
+class KillAt(keras.callbacks.Callback):
+  def __init__(self, epoch, batch):
+    super().__init__()
+    self.at, self.epoch = (epoch, batch), 0
+  def on_epoch_begin(self, epoch, logs=None):
+    self.epoch = epoch + 1
+  def on_train_batch_end(self, batch, logs=None):
+    if (self.epoch, batch + 1) == self.at:
+      os.kill(os.getpid(), signal.SIGKILL)
+
+epoch, batch = (int(v) for v in os.environ["KILL_AT"].split(":"))
+train.run = functools.partial(train.run, callbacks=[KillAt(epoch, batch)])
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def backup_epoch(run_dir):
+  with open(os.path.join(run_dir, "backup", "training_metadata.json")) as f:
+    return json.load(f)["epoch"]
 
 
 def test_train_digits_end_to_end(tmp_path):
@@ -85,60 +168,57 @@ def test_train_digits_end_to_end(tmp_path):
 
 def test_resume_after_sigkill(tmp_path):
   run_dir = str(tmp_path / "run")
-  cmd = [sys.executable, "-m", "training.train", "--config", "digits",
-         "--output_dir", run_dir, "--epochs", "6"] + TINY
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  try:
-    deadline = time.time() + 240
-    while time.time() < deadline and len(_csv_epochs(run_dir)) < 2:
-      assert proc.poll() is None, "training ended before it could be killed"
-      time.sleep(0.05)
-    assert len(_csv_epochs(run_dir)) >= 2, "no epoch finished in time"
-    time.sleep(0.3)  # into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-  done_before = _csv_epochs(run_dir)
-  assert len(done_before) < 6
-  assert os.path.isdir(os.path.join(run_dir, "backup"))
+  flags = ["--config", "digits", "--output_dir", run_dir, "--epochs", "6"]
+  flags += TINY
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KILL_AT="3:5")
+  killed = subprocess.run([sys.executable, "-c", KILL_LAUNCHER] + flags,
+                          cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+  # Killed by its own SIGKILL after batch 5 of epoch 3: epochs 1 and 2 are
+  # finished and backed up, epoch 3 is not.
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+  assert _csv_epochs(run_dir) == [0, 1]
+  assert backup_epoch(run_dir) == 2
+  assert not os.path.exists(os.path.join(run_dir, "metrics.json"))
 
-  rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
+  rerun = subprocess.run([sys.executable, "-m", "training.train"] + flags,
+                         cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "resuming run in" in rerun.stdout
-  epochs = _csv_epochs(run_dir)
-  assert epochs[:len(done_before)] == done_before
-  resumed = epochs[len(done_before):]
-  # It continues from the backup: nothing before the interrupted epoch is
-  # repeated and it finishes all epochs.
-  assert resumed == list(range(done_before[-1] + 1, 6))
+  # Only the unfinished epoch 3 is lost: it and the rest run once each.
+  assert _csv_epochs(run_dir) == list(range(6))
   with open(os.path.join(run_dir, "metrics.json")) as f:
     metrics = json.load(f)
   assert metrics["resumed"] is True
-  assert metrics["epochs_run_in_this_process"] == len(resumed)
+  assert metrics["epochs_run_in_this_process"] == 4
+  assert metrics["last_epoch"] == 6
+  with open(os.path.join(run_dir, "training_log.csv"), newline="") as f:
+    best = min(float(r["val_bits_per_dim"]) for r in csv.DictReader(f))
+  # The best checkpoint's figure is the best of all six epochs.
+  assert metrics["best_val_bits_per_dim"] == pytest.approx(best, rel=1e-6)
+  assert not os.path.exists(os.path.join(run_dir, "backup"))
 
 
 def test_nan_guard_keeps_last_good_checkpoint(tmp_path, capsys):
   run_dir = str(tmp_path / "run")
-  assert train_cli.main(["--config", "digits", "--output_dir", run_dir,
-                         "--epochs", "1"] + TINY) == 0
   best = os.path.join(run_dir, "checkpoints", "best.keras")
-  digest = hashlib.sha256(open(best, "rb").read()).hexdigest()
-  before = evaluate_cli.evaluate(run_dir)
+  seen = {}
 
-  code = train_cli.main(["--config", "digits", "--output_dir", run_dir,
-                         "--epochs", "3", "--learning_rate", "1e8",
-                         "--clipnorm", "0"] + TINY)
+  def explode(model):
+    # After epoch 1 (saved as best.keras) the learning rate goes wild.
+    seen["digest"] = sha256(best)
+    model.optimizer.learning_rate.assign(1e8)
+
+  code = train_main(["--config", "digits", "--output_dir", run_dir,
+                     "--epochs", "3"] + TINY,
+                    callbacks=[Interrupt(2, 1, action=explode)])
   assert code == 3
   err = capsys.readouterr().err
   assert "training loss became" in err and "last good checkpoint" in err
-  assert hashlib.sha256(open(best, "rb").read()).hexdigest() == digest
-  after = evaluate_cli.evaluate(run_dir)
-  assert np.isfinite(after) and after == pytest.approx(before, abs=1e-4)
+  assert sha256(best) == seen["digest"]
+  assert backup_epoch(run_dir) == 1  # the broken weights were not backed up
+  assert np.isfinite(evaluate_cli.evaluate(run_dir))
 
 
 def test_train_class_conditional_cli(tmp_path):
@@ -171,6 +251,10 @@ def test_cli_help_and_config_errors(capsys):
     assert key in out
   assert train_cli.main(["--config", "nonexistent"]) == 2
   assert "unknown config" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:
+    train_cli.main(["--epochs", "abc"])
+  assert exit_info.value.code == 2
+  assert "--epochs: expected an integer, got 'abc'" in capsys.readouterr().err
 
 
 def test_num_filters_flag_takes_one_width_or_one_per_scale():

@@ -2,6 +2,7 @@
 
 import json
 import os
+import zipfile
 
 import keras
 
@@ -19,7 +20,12 @@ def locate(path):
     config = None
     if os.path.exists(config_path):
       with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
+        try:
+          config = json.load(f)
+        except json.JSONDecodeError as e:
+          raise ValueError(f"the run's config {config_path} is not valid "
+                           f"JSON ({e.msg}: line {e.lineno} column "
+                           f"{e.colno}); it is damaged (truncated?)") from None
     return checkpoint, config
   if not os.path.exists(path):
     raise FileNotFoundError(f"no run directory or checkpoint at {path!r}")
@@ -30,8 +36,20 @@ def locate(path):
 
 
 def load_model(path):
-  """Loads a `RealNVP` from a `.keras` file (compiled without optimizer)."""
-  model = keras.models.load_model(path, compile=False)
+  """Loads a `RealNVP` from a `.keras` file (compiled without optimizer).
+
+  A file that is not a complete `.keras` archive (truncated, or not written
+  by Keras) is a ValueError naming it (Keras itself says "File not found").
+  """
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"{path} is not a readable .keras archive (not a "
+                     f"complete zip file: truncated, or not saved by Keras)")
+  try:
+    model = keras.models.load_model(path, compile=False)
+  except Exception as e:  # pylint: disable=broad-except
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    raise ValueError(f"{path} is not a readable .keras archive "
+                     f"({type(e).__name__}: {reason})") from e
   if not isinstance(model, tfp_realnvp.RealNVP):
     raise ValueError(f"{path!r} holds a {type(model).__name__}, not a "
                      f"tfp_realnvp.RealNVP")

@@ -15,6 +15,12 @@ class-conditional training, the form Keras `fit` passes as one input).
 | `lsun/bedroom`                | tfds, short side → 96, 64×64 crop (random for train, central otherwise) | 64×64×3 | train[1%:] / train[:1%] / validation | yes |
 | `folder:<path>`               | a folder of images (subfolders = classes) | `image_size` | files in sorted order: every 10th test, the next validation, the rest train | no |
 
+A `folder:` dataset decodes every file once when it is loaded; files that
+cannot be decoded (corrupt, truncated, not an image) are skipped with a
+warning that names them, before any training step. A training split smaller
+than one batch is trained as one partial batch per epoch (with a warning)
+instead of yielding no step at all.
+
 Datasets without a labelled test split use their held-out split as "test",
 so bits/dim is always reported on data never trained on. The evaluation
 pipelines (validation, test) never flip or shuffle and dequantize with a
@@ -28,10 +34,13 @@ per-dataset `extract_dir` (tfds names extractions by file name only).
 
 import dataclasses
 import os
+import re
 from typing import Callable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from training import console
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -177,8 +186,12 @@ _MAX_NOISE = 1.0 - 2.0 ** -15
 
 
 def _finish(ds, *, training, batch_size, seed, flip, conditional, cache,
-            shuffle_buffer, deterministic):
-  """Cache, shuffle, flip, dequantize, batch and prefetch `(image, label)`."""
+            shuffle_buffer, deterministic, partial_batches=False):
+  """Cache, shuffle, flip, dequantize, batch and prefetch `(image, label)`.
+
+  The training split drops its last partial batch (every step sees a full,
+  static-shape batch) unless `partial_batches`; evaluation splits keep it.
+  """
   if cache:
     ds = ds.cache()
   if training:
@@ -205,11 +218,26 @@ def _finish(ds, *, training, batch_size, seed, flip, conditional, cache,
     ds = ds.map(lambda im, y: ((im, tf.cast(y, tf.int32)),))
   else:
     ds = ds.map(lambda im, y: im)
-  ds = ds.batch(batch_size, drop_remainder=training)
+  ds = ds.batch(batch_size, drop_remainder=training and not partial_batches)
   options = tf.data.Options()
   # Evaluation splits always keep their order (and so their noise).
   options.deterministic = bool(deterministic) or not training
   return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _partial_batches(name, train_size, batch_size):
+  """True when the training split is smaller than one batch.
+
+  Dropping the remainder would then leave no training step at all (an
+  epoch that trains nothing); instead every epoch is one partial batch of
+  the whole split, and the user is told.
+  """
+  if train_size is None or train_size >= batch_size:
+    return False
+  console.warn(f"batch_size {batch_size} is larger than the {train_size} "
+               f"training images of {name!r}: every training step uses all "
+               f"{train_size} images (one partial batch per epoch)")
+  return True
 
 
 def _check_shape(ds, shape, name):
@@ -272,6 +300,11 @@ def load(name="digits", *, batch_size=64, seed=0, conditional=False,
     raise ValueError(f"dataset {name!r} has no class labels; a "
                      f"class-conditional model cannot be trained on it")
   builder = prepare_tfds(name, data_dir, manual_dir, download)
+  try:
+    train_size = builder.info.splits[spec.splits[0]].num_examples
+  except KeyError:  # split metadata unavailable (e.g. mocked tfds)
+    train_size = None
+  partial = _partial_batches(name, train_size, batch_size)
   pipelines = []
   for split, training in zip(spec.splits, (True, False, False)):
     ds = builder.as_dataset(split=split, shuffle_files=training)
@@ -286,11 +319,8 @@ def load(name="digits", *, batch_size=64, seed=0, conditional=False,
     ds = ds.map(to_pair, num_parallel_calls=AUTOTUNE)
     _check_shape(ds, spec.image_shape, name)
     pipelines.append(_finish(ds, training=training, flip=spec.flip and
-                             training, cache=spec.cache, **common))
-  try:
-    train_size = builder.info.splits[spec.splits[0]].num_examples
-  except KeyError:  # split metadata unavailable (e.g. mocked tfds)
-    train_size = None
+                             training, cache=spec.cache,
+                             partial_batches=partial, **common))
   return Datasets(*pipelines, image_shape=spec.image_shape,
                   num_classes=spec.num_classes, train_size=train_size,
                   name=name)
@@ -298,13 +328,15 @@ def load(name="digits", *, batch_size=64, seed=0, conditional=False,
 
 def _load_digits(common):
   arrays = digits_arrays(seed=0)
+  partial = _partial_batches("digits", len(arrays["train"][0]),
+                             common["batch_size"])
   pipelines = []
   for split, training in (("train", True), ("validation", False),
                           ("test", False)):
     pixels, labels = arrays[split]
     ds = tf.data.Dataset.from_tensor_slices((pixels, labels))
     pipelines.append(_finish(ds, training=training, flip=False, cache=True,
-                             **common))
+                             partial_batches=partial, **common))
   return Datasets(*pipelines, image_shape=(8, 8, 1), num_classes=10,
                   train_size=len(arrays["train"][0]), name="digits")
 
@@ -327,11 +359,23 @@ def _load_folder(path, image_size, common):
       color_mode="grayscale" if channels == 1 else "rgb",
       image_size=(height, width), batch_size=None, shuffle=False,
       crop_to_aspect_ratio=True, verbose=False)
+  files = list(ds.file_paths)
+  unreadable = unreadable_images(files, channels)
+  if unreadable:
+    # Decoding fails for exactly these files, so dropping the elements whose
+    # decoding fails drops exactly them: the order of the rest is unchanged.
+    ds = ds.ignore_errors()
+    shown = "\n  ".join(f"{f}: {why}" for f, why in unreadable[:20])
+    more = (f"\n  ... and {len(unreadable) - 20} more"
+            if len(unreadable) > 20 else "")
+    console.warn(f"skipping {len(unreadable)} of {len(files)} files in image "
+                 f"folder {path!r} that cannot be decoded as images:\n  "
+                 f"{shown}{more}")
   if not subdirs:
     ds = ds.map(lambda im: (im, tf.constant(-1, tf.int64)))
   ds = ds.map(lambda im, y: (tf.cast(tf.clip_by_value(tf.round(im), 0, 255),
                                      tf.uint8), tf.cast(y, tf.int64)))
-  n = int(ds.cardinality())
+  n = len(files) - len(unreadable)
   if n < 10:
     raise ValueError(f"image folder {path!r} has {n} images; need at least "
                      f"10 (every 10th file is held out for test, the next "
@@ -352,10 +396,45 @@ def _load_folder(path, image_size, common):
   if common["conditional"] and not num_classes:
     raise ValueError(f"image folder {path!r} has no class subfolders; a "
                      f"class-conditional model needs them")
+  train_size = n - n_test - n_val
+  partial = _partial_batches(f"folder:{path}", train_size,
+                             common["batch_size"])
   pipelines = [_finish(part, training=training, flip=False, cache=False,
-                       **common)
+                       partial_batches=partial, **common)
                for part, training in ((train, True), (val, False),
                                       (test, False))]
   return Datasets(*pipelines, image_shape=(height, width, channels),
-                  num_classes=num_classes, train_size=n - n_test - n_val,
+                  num_classes=num_classes, train_size=train_size,
                   name=f"folder:{path}")
+
+
+def unreadable_images(files, channels):
+  """`[(file, reason)]` for the files TensorFlow cannot decode as images.
+
+  One parallel decoding pass with the decoder the folder pipeline uses
+  (`tf.image.decode_image`), so a corrupt or truncated file is found and
+  named before training instead of failing a training step later.
+  """
+  def probe(path):
+    image = tf.image.decode_image(tf.io.read_file(path), channels=channels,
+                                  expand_animations=False)
+    return path, tf.shape(image)[0]
+  readable = {
+      p.decode() for p, _ in
+      tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
+      .map(probe, num_parallel_calls=AUTOTUNE).ignore_errors()
+      .as_numpy_iterator()} if files else set()
+  bad = []
+  for f in files:
+    if f in readable:
+      continue
+    try:  # the decoder's own message, for the warning
+      tf.image.decode_image(tf.io.read_file(f), channels=channels,
+                            expand_animations=False)
+      reason = "could not be decoded"
+    except (tf.errors.OpError, ValueError) as e:
+      reason = getattr(e, "message", None) or str(e)
+      reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", reason.strip(),
+                      flags=re.S) or type(e).__name__
+    bad.append((f, reason))
+  return bad

@@ -4,7 +4,8 @@
     realnvp-export model.keras --base_dir saved_models --name mnist --version 3
 
 Writes `<base_dir>/<name>/<version>/` (next free version by default,
-never overwriting one) and updates `<base_dir>/models.config`.
+never overwriting one) and updates `<base_dir>/models.config`. Exports of the
+same model running at the same time each get their own version.
 """
 
 import argparse
@@ -12,6 +13,20 @@ import sys
 
 from tfp_realnvp import export as export_lib
 from training import checkpoints
+
+
+def export_model(model, base_dir, name, version=None, serving_root="/models",
+                 warmup_requests=2):
+  """`tfp_realnvp.export.export_for_serving` with this app's defaults.
+
+  Exports of the same model running at the same time each get their own
+  version (the library chooses the next free one at its final rename); an
+  explicit `version` that another export took is a FileExistsError.
+  Nothing is ever overwritten.
+  """
+  return export_lib.export_for_serving(
+      model, base_dir, name=name, version=version, serving_root=serving_root,
+      warmup_requests=warmup_requests)
 
 
 def main(argv=None):
@@ -35,11 +50,10 @@ def main(argv=None):
     path, config = checkpoints.locate(args.checkpoint)
     model = checkpoints.load_model(path)
     name = args.name or (config or {}).get("config_name") or model.name
-    out = export_lib.export_for_serving(
-        model, args.base_dir, name=name, version=args.version,
-        serving_root=args.serving_root,
-        warmup_requests=args.warmup_requests)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    out = export_model(model, args.base_dir, name=name, version=args.version,
+                       serving_root=args.serving_root,
+                       warmup_requests=args.warmup_requests)
+  except (ValueError, OSError) as e:  # OSError: FileExistsError, unwritable
     print(f"realnvp-export: error: {e}", file=sys.stderr)
     return 2
   print(out)

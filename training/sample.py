@@ -6,6 +6,7 @@
 """
 
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -16,7 +17,17 @@ from training import figures
 
 def sample_png(checkpoint_or_run, output, num=64, temperature=1.0, seed=0,
                label=None, per_class=False):
-  """Writes a grid of `num` samples to `output`; returns the image array."""
+  """Writes a grid of `num` samples to `output`; returns the image array.
+
+  Arguments are checked before the model is loaded: `temperature` must be a
+  finite number > 0 (NaN or inf would give an all-NaN grid), `num` >= 1.
+  """
+  if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+    raise ValueError(f"--num must be an integer >= 1, got {num!r}")
+  if not (isinstance(temperature, (int, float)) and
+          math.isfinite(temperature) and temperature > 0):
+    raise ValueError(f"--temperature must be a finite number > 0, got "
+                     f"{temperature!r}")
   path, _ = checkpoints.locate(checkpoint_or_run)
   model = checkpoints.load_model(path)
   if (label is not None or per_class) and not model.num_classes:

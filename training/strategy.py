@@ -14,12 +14,14 @@ all-reduces the gradients. Which process writes what:
 - the chief (task `chief`, or `worker` 0 when there is no chief; the only
   process for the other strategies) writes the run directory: best
   checkpoint, logs, figures, metrics and the TF Serving export;
-- every other worker writes only its own BackupAndRestore state, under
-  `<run_dir>/workertemp_<task_id>/` (each worker must be able to restore
-  itself after a restart, even without a shared filesystem).
+- every other worker writes only its own training state, under
+  `<run_dir>/workertemp_<task_type>_<task_id>/` (e.g. `workertemp_worker_1`:
+  its `backup/` while training, then `result.json`; each worker must be able
+  to restore itself after a restart, even without a shared filesystem).
 
 `MultiWorkerMirroredStrategy` must exist before TensorFlow runs any op, so
-`make` is called first thing in `training.train.run`.
+`training.train.run` calls `make` before any (only pure-Python checks of the
+config and the run directory come first).
 """
 
 import json

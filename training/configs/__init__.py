@@ -5,7 +5,11 @@ rest take the defaults below. Every key is also a `realnvp-train` flag.
 """
 
 import json
+import math
 import os
+import re
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,7 +33,8 @@ FIELDS = {
     "learning_rate": (1e-3, float, "Adam learning rate (paper 1e-3)"),
     "clipnorm": (100.0, float, "global gradient-norm clip (0 = off)"),
     "batch_size": (64, int, "global batch size (paper 64)"),
-    "epochs": (30, int, "training epochs"),
+    "epochs": (30, int, "training epochs (may change when resuming: "
+               "extends or shortens the run)"),
     "steps_per_epoch": (0, int, "steps per epoch (0 = the whole train split)"),
     "validation_steps": (0, int, "validation batches per epoch (0 = all)"),
     "test_steps": (0, int, "test batches for the final bits/dim (0 = all)"),
@@ -56,6 +61,18 @@ FIELDS = {
 }
 
 
+# Keys that may differ when an unfinished run is resumed: they change how
+# long training goes on or what is reported at the end, not what is trained.
+# Every other key must equal the value the run was started with.
+MAY_CHANGE_ON_RESUME = ("epochs", "max_train_minutes", "test_steps",
+                        "num_samples", "temperatures", "interpolation_steps",
+                        "export", "export_dir", "jit_compile")
+
+# TF Serving model names (the config name is the exported model's name).
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_MAX_SEED = 2 ** 32 - 1  # numpy's seed range (keras.utils.set_random_seed)
+
+
 def available():
   return sorted(f[:-5] for f in os.listdir(HERE) if f.endswith(".json"))
 
@@ -70,11 +87,184 @@ def load(name_or_path):
       raise ValueError(f"unknown config {name_or_path!r}; available: "
                        f"{', '.join(available())} (or a path to a .json file)")
   with open(path, encoding="utf-8") as f:
-    overrides = json.load(f)
+    text = f.read()
+  try:
+    overrides = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"config file {path} is not valid JSON: {e.msg}: line "
+                     f"{e.lineno} column {e.colno}") from None
+  if not isinstance(overrides, dict):
+    raise ValueError(f"config file {path} must hold a JSON object "
+                     f"{{\"key\": value, ...}}, got a "
+                     f"{type(overrides).__name__}")
   unknown = sorted(set(overrides) - set(FIELDS) - {"description"})
   if unknown:
     raise ValueError(f"config {path} has unknown keys {unknown}")
   config = {key: spec[0] for key, spec in FIELDS.items()}
   config.update({k: v for k, v in overrides.items() if k != "description"})
   config["config_name"] = os.path.splitext(os.path.basename(path))[0]
+  return config
+
+
+# --- validation -------------------------------------------------------------
+
+
+def _is_int(value):
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value):
+  return (isinstance(value, (int, float, np.integer, np.floating)) and
+          not isinstance(value, bool) and math.isfinite(value))
+
+
+def _integer(value, low, high=None):
+  """An error text, or None when `value` is an integer in [low, high]."""
+  if _is_int(value) and value >= low and (high is None or value <= high):
+    return None
+  bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+  return f"must be an integer {bound}, got {value!r}"
+
+
+def _number(value, low=None, high=None, low_open=False, high_open=False):
+  """An error text, or None when `value` is a finite number in range."""
+  ok = _is_number(value)
+  if ok and low is not None:
+    ok = value > low if low_open else value >= low
+  if ok and high is not None:
+    ok = value < high if high_open else value <= high
+  if ok:
+    return None
+  if low is not None and high is not None:
+    bound = (f" in {'(' if low_open else '['}{low:g}, {high:g}"
+             f"{')' if high_open else ']'}")
+  elif low is not None:
+    bound = f" {'>' if low_open else '>='} {low:g}"
+  else:
+    bound = ""
+  return f"must be a finite number{bound}, got {value!r}"
+
+
+def _boolean(value):
+  return None if isinstance(value, bool) else (
+      f"must be true or false, got {value!r}")
+
+
+def _one_of(value, choices):
+  if isinstance(value, str) and value in choices:
+    return None
+  return f"must be one of {', '.join(choices)}, got {value!r}"
+
+
+def _check_dataset(value):
+  from training import data  # pylint: disable=import-outside-toplevel
+  if not isinstance(value, str):
+    return f"must be a dataset name, got {value!r}"
+  if value.startswith("folder:"):
+    return None if value[len("folder:"):] else (
+        "folder: needs a path (folder:<path>)")
+  if value in data.TFDS_SPECS or value == "digits":
+    return None
+  return f"must be one of {', '.join(data.DATASETS)}, got {value!r}"
+
+
+def _check_image_size(value, dataset):
+  if value is None:
+    if isinstance(dataset, str) and dataset.startswith("folder:"):
+      return "is required for a folder: dataset (H,W,C, e.g. 64,64,3)"
+    return None
+  if (not isinstance(value, (list, tuple)) or len(value) != 3 or
+      not all(_is_int(d) and d >= 1 for d in value)):
+    return f"must be three positive integers H,W,C, got {value!r}"
+  if value[2] not in (1, 3):
+    return f"must have 1 or 3 channels (H,W,C), got {value!r}"
+  return None
+
+
+def _check_num_filters(value, num_scales):
+  if _is_int(value):
+    return _integer(value, 1)
+  if (isinstance(value, (list, tuple)) and value and
+      all(_is_int(w) and w >= 1 for w in value)):
+    if _is_int(num_scales) and len(value) != num_scales:
+      return (f"has {len(value)} widths but num_scales={num_scales}; give "
+              f"one per scale or a single integer")
+    return None
+  return (f"must be an integer >= 1 or a list of them (one per scale), got "
+          f"{value!r}")
+
+
+def _check_temperatures(value):
+  if (isinstance(value, (list, tuple)) and value and
+      all(_number(t, 0, low_open=True) is None for t in value)):
+    return None
+  return (f"must be a non-empty list of finite numbers > 0 (e.g. 1.0,0.7), "
+          f"got {value!r}")
+
+
+def _check_jit_compile(value):
+  if isinstance(value, bool) or (
+      isinstance(value, str) and value.lower() in ("auto", "true", "false")):
+    return None
+  return f"must be auto, true or false, got {value!r}"
+
+
+def validate(config):
+  """Checks every key's type and range; returns `config`.
+
+  Raises `ValueError` listing every invalid key (with its flag) before
+  anything is loaded or trained.
+  """
+  from tfp_realnvp import model as model_lib  # pylint: disable=import-outside-toplevel
+  c = config
+  missing = sorted(set(FIELDS) - set(c))
+  if missing:
+    raise ValueError(f"config is missing keys {missing}")
+  checks = {
+      "dataset": _check_dataset(c["dataset"]),
+      "image_size": _check_image_size(c["image_size"], c["dataset"]),
+      "num_scales": _integer(c["num_scales"], 1),
+      "num_res_blocks": _integer(c["num_res_blocks"], 0),
+      "num_filters": _check_num_filters(c["num_filters"], c["num_scales"]),
+      "coupling": _one_of(c["coupling"], model_lib.COUPLING_TYPES),
+      "alpha": _number(c["alpha"], 0, 0.5, low_open=True, high_open=True),
+      "bn_momentum": _number(c["bn_momentum"], 0, 1, high_open=True),
+      "log_scale_init": _number(c["log_scale_init"], 0, low_open=True),
+      "l2_reg": _number(c["l2_reg"], 0),
+      "learning_rate": _number(c["learning_rate"], 0, low_open=True),
+      "clipnorm": _number(c["clipnorm"], 0),
+      "batch_size": _integer(c["batch_size"], 1),
+      "epochs": _integer(c["epochs"], 1),
+      "steps_per_epoch": _integer(c["steps_per_epoch"], 0),
+      "validation_steps": _integer(c["validation_steps"], 0),
+      "test_steps": _integer(c["test_steps"], 0),
+      "max_train_minutes": _number(c["max_train_minutes"], 0),
+      "shuffle_buffer": _integer(c["shuffle_buffer"], 1),
+      "seed": _integer(c["seed"], 0, _MAX_SEED),
+      "num_samples": _integer(c["num_samples"], 1),
+      "temperatures": _check_temperatures(c["temperatures"]),
+      "interpolation_steps": _integer(c["interpolation_steps"], 1),
+      "mixed_precision": _one_of(
+          c["mixed_precision"], ("none",) + model_lib.MIXED_PRECISION_POLICIES),
+      "jit_compile": _check_jit_compile(c["jit_compile"]),
+      "export_dir": (None if isinstance(c["export_dir"], str) and
+                     c["export_dir"] else
+                     f"must be a directory path, got {c['export_dir']!r}"),
+  }
+  for key in ("use_batch_norm", "conditional", "deterministic",
+              "synchronized_batch_norm", "export"):
+    checks[key] = _boolean(c[key])
+  if c.get("num_classes") is not None:
+    checks["num_classes"] = _integer(c["num_classes"], 2)
+  problems = [f"{key} {text} (--{key})" for key, text in checks.items()
+              if text is not None]
+  name = c.get("config_name")
+  if c["export"] is True and not (isinstance(name, str) and
+                                  _MODEL_NAME.match(name)):
+    problems.append(
+        f"config name {name!r} (the config file's name, used as the TF "
+        f"Serving model name) must be letters, digits, '_', '-' or '.'; "
+        f"rename the file or pass --export false")
+  if problems:
+    raise ValueError("invalid config: " + "; ".join(problems))
   return config
