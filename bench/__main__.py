@@ -188,7 +188,8 @@ def _flops(built, x):
 def _serving_latency(spec, built, shape, repeats=30):
   """p50 ms of the exported log_prob signature via the C API, N=1 and 64."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from tfp_realnvp import export, serving  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp import export  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp.testing import capi  # pylint: disable=import-outside-toplevel
   out = {}
   rng = np.random.default_rng(0)
   with tempfile.TemporaryDirectory() as base:
@@ -198,7 +199,7 @@ def _serving_latency(spec, built, shape, repeats=30):
     else:
       path = models.export_glow(built["dist"], shape,
                                 os.path.join(base, "glow"))
-    with serving.CApiSession(path) as session:
+    with capi.CApiSession(path) as session:
       for n in (1, 64):
         inputs = {"images": rng.uniform(0, 256, (n,) + shape).astype(
             np.float32)}

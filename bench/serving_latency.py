@@ -22,7 +22,8 @@ import tensorflow as tf  # noqa: E402
 
 import tfp_realnvp  # noqa: E402
 from bench import cpu_model  # noqa: E402
-from tfp_realnvp import export, serving  # noqa: E402
+from tfp_realnvp import export  # noqa: E402
+from tfp_realnvp.testing import capi  # noqa: E402
 
 MODELS = {
     "digits": dict(image_shape=(8, 8, 1), num_scales=2, num_res_blocks=2,
@@ -37,7 +38,7 @@ def measure(name, model, repeats, warmup=5):
   with tempfile.TemporaryDirectory() as base:
     path = export.export_for_serving(model, base, name=name,
                                      warmup_requests=0)
-    with serving.CApiSession(path) as session:
+    with capi.CApiSession(path) as session:
       for signature in ("serving_default", "sample"):
         for n in (1, 64):
           inputs = export.example_inputs(model, signature, n=n)

@@ -16,6 +16,7 @@ from tensorflow_serving.config import model_server_config_pb2
 import tfp_realnvp
 from conftest import perturb_weights
 from tfp_realnvp import export, serving
+from tfp_realnvp.testing import capi, server
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def exported(tmp_path_factory):
                               num_filters=8, name="digits")
   perturb_weights([model], seed=0, scale=0.1)
   path = export.export_for_serving(model, base)
-  session = serving.CApiSession(path)
+  session = capi.CApiSession(path)
   yield model, base, path, session
   session.close()
 
@@ -37,7 +38,7 @@ def exported_conditional(tmp_path_factory):
                               num_filters=4, num_classes=3, name="cond")
   perturb_weights([model], seed=1, scale=0.3)
   path = export.export_for_serving(model, base)
-  session = serving.CApiSession(path)
+  session = capi.CApiSession(path)
   yield model, path, session
   session.close()
 
@@ -141,7 +142,7 @@ def test_sample_is_stateless_per_row(exported):
 ])
 def test_bad_inputs_rejected_then_serving_continues(exported, inputs, match):
   model, _, _, session = exported
-  with pytest.raises(serving.ServingError, match=match) as info:
+  with pytest.raises(capi.ServingError, match=match) as info:
     session.run("serving_default", inputs)
   assert info.value.code == 3  # INVALID_ARGUMENT
   good = export.example_inputs(model, "serving_default", n=2)
@@ -150,29 +151,29 @@ def test_bad_inputs_rejected_then_serving_continues(exported, inputs, match):
 
 def test_bad_sample_and_decode_inputs(exported):
   model, _, _, session = exported
-  with pytest.raises(serving.ServingError, match="temperature must be"):
+  with pytest.raises(capi.ServingError, match="temperature must be"):
     session.run("sample", {"seed": np.zeros((2, 2), np.int32),
                            "temperature": np.array([0.7, -1.0], np.float32)})
-  with pytest.raises(serving.ServingError, match="one row per example"):
+  with pytest.raises(capi.ServingError, match="one row per example"):
     session.run("sample", {"seed": np.zeros((2, 2), np.int32),
                            "temperature": np.array([0.7], np.float32)})
-  with pytest.raises(serving.ServingError, match=r"shape \[N, 64\]"):
+  with pytest.raises(capi.ServingError, match=r"shape \[N, 64\]"):
     session.run("decode", {"latent": np.zeros((2, 63), np.float32)})
   for bad, match in [(np.zeros((64,), np.float32), r"shape \[N, 64\]"),
                      (np.zeros((0, 64), np.float32), "at least one example"),
                      (np.full((1, 64), np.inf, np.float32), "NaN or inf")]:
-    with pytest.raises(serving.ServingError, match=match) as info:
+    with pytest.raises(capi.ServingError, match=match) as info:
       session.run("decode", {"latent": bad})
     assert info.value.code == 3
-  with pytest.raises(serving.ServingError, match="at least one example"):
+  with pytest.raises(capi.ServingError, match="at least one example"):
     session.run("sample", {"seed": np.zeros((0, 2), np.int32),
                            "temperature": np.zeros((0,), np.float32)})
-  with pytest.raises(serving.ServingError, match="at least one example"):
+  with pytest.raises(capi.ServingError, match="at least one example"):
     session.run("log_prob_uint8", {"images": np.zeros((0, 8, 8, 1),
                                                       np.uint8)})
-  with pytest.raises(serving.ServingError, match=r"shape \[N, 8, 8, 1\]"):
+  with pytest.raises(capi.ServingError, match=r"shape \[N, 8, 8, 1\]"):
     session.run("log_prob_uint8", {"images": np.zeros((2, 8, 8), np.uint8)})
-  with pytest.raises(serving.ServingError, match="temperature must be"):
+  with pytest.raises(capi.ServingError, match="temperature must be"):
     session.run("sample", {"seed": np.zeros((1, 2), np.int32),
                            "temperature": np.array([np.nan], np.float32)})
   assert session.run("decode", {"latent": np.zeros((1, 64), np.float32)})[
@@ -191,7 +192,7 @@ def test_warmup_records_replay(exported):
     assert request.model_spec.name == "digits"
     seen.add(request.model_spec.signature_name)
     outputs = session.run(request.model_spec.signature_name,
-                          serving.decode_grpc_request(request))
+                          server.decode_grpc_request(request))
     assert all(np.all(np.isfinite(v.astype(np.float64)))
                for v in outputs.values())
   assert seen == set(export.SIGNATURES)
@@ -241,10 +242,10 @@ def test_rest_payloads_match_the_tf_serving_json_format():
           {"images": [[[4.0], [5.0]], [[6.0], [7.0]]]}]}""")
   outputs = {"log_prob": np.array([-1.5, -2.0], np.float32),
              "bits_per_dim": np.array([0.25, 0.5], np.float32)}
-  assert json.loads(json.dumps(serving.rest_response(outputs))) == json.loads(
+  assert json.loads(json.dumps(server.rest_response(outputs))) == json.loads(
       """{"predictions": [{"log_prob": -1.5, "bits_per_dim": 0.25},
                           {"log_prob": -2.0, "bits_per_dim": 0.5}]}""")
-  assert json.loads(json.dumps(serving.rest_response(
+  assert json.loads(json.dumps(server.rest_response(
       outputs, row_format=False))) == json.loads(
           """{"outputs": {"log_prob": [-1.5, -2.0],
                           "bits_per_dim": [0.25, 0.5]}}""")
@@ -264,12 +265,12 @@ def test_rest_and_grpc_payloads(exported):
                                                       row_format=row)))
     assert body["signature_name"] == "sample"
     assert ("instances" in body) == row
-    decoded = serving.decode_rest_request(body, dtypes)
+    decoded = server.decode_rest_request(body, dtypes)
     for k, v in inputs.items():
       np.testing.assert_array_equal(decoded[k], v)
       assert decoded[k].dtype == v.dtype
   outputs = session.run("sample", decoded)
-  response = serving.rest_response(outputs, row_format=True)
+  response = server.rest_response(outputs, row_format=True)
   assert len(response["predictions"]) == 3
   assert np.asarray(response["predictions"][0]["images"]).shape == (8, 8, 1)
   back = serving.decode_rest_response(json.dumps(response))
@@ -277,7 +278,7 @@ def test_rest_and_grpc_payloads(exported):
   request = serving.grpc_request("digits", "sample", inputs, version=1)
   assert request.model_spec.signature_name == "sample"
   assert request.model_spec.version.value == 1
-  for k, v in serving.decode_grpc_request(request).items():
+  for k, v in server.decode_grpc_request(request).items():
     np.testing.assert_array_equal(v, inputs[k])
   with pytest.raises(ValueError, match="same first dimension"):
     serving.rest_request({"seed": np.zeros((2, 2)), "temperature": [1.0]})
@@ -295,7 +296,7 @@ def test_class_conditional_export(exported_conditional):
   other = dict(x, labels=(x["labels"] + 1) % 3)
   assert not np.allclose(session.run("serving_default", other)["log_prob"],
                          out["log_prob"])
-  with pytest.raises(serving.ServingError, match=r"labels must be integers "
+  with pytest.raises(capi.ServingError, match=r"labels must be integers "
                      r"in \[0, 3\)"):
     session.run("serving_default", dict(x, labels=np.array([0, 1, 5],
                                                             np.int32)))
@@ -311,7 +312,7 @@ def test_mixed_bfloat16_model_exports_and_serves(tmp_path):
                               name="mixed")
   perturb_weights([model], seed=2, scale=0.1)
   path = export.export_for_serving(model, str(tmp_path), warmup_requests=0)
-  session = serving.CApiSession(path)
+  session = capi.CApiSession(path)
   try:
     x = export.example_inputs(model, "serving_default", n=4)["images"]
     out = session.run("serving_default", {"images": x})

@@ -1,8 +1,11 @@
 """Runs a SavedModel through TensorFlow's C API, as TF Serving loads it.
 
-Started by `tfp_realnvp.serving.CApiSession` as a separate process:
+Part of the test/bench harness (`tfp_realnvp.testing`), not of the modelling
+API. Started by `tfp_realnvp.testing.capi.CApiSession` as a separate process,
+by file path (not `python -m`, which would import the `tfp_realnvp` package
+and with it TensorFlow Python):
 
-    python capi_runner.py TENSORFLOW_PACKAGE_DIR EXPORT_DIR
+    python .../tfp_realnvp/testing/capi_runner.py TENSORFLOW_PACKAGE_DIR EXPORT_DIR
 
 It imports no TensorFlow Python: it opens `libtensorflow_framework.so.2` and
 `libtensorflow_cc.so.2` from the installed wheel with ctypes, loads the
