@@ -8,20 +8,13 @@ latent (the normalizing direction); `inverse` is the generative direction.
   forward (eq. 9):   y = b⊙x + (1-b)⊙(x⊙exp(s(b⊙x)) + t(b⊙x))
   log|det J| (eq. 6): Σ (1-b)⊙s(b⊙x)
   inverse (eq. 8):   x = b⊙y + (1-b)⊙((y - t(b⊙y))⊙exp(-s(b⊙y)))
-
-  checkerboard mask b (parity 0)      channel mask (parity 0)
-     1 0 1 0                            x = [x_a | x_b]  (channel halves)
-     0 1 0 1                            y = [x_a | x_b⊙exp(s(x_a)) + t(x_a)]
-     1 0 1 0
-     0 1 0 1
 ```
 
-The checkerboard mask is `b[i, j] = 1` where `(i + j) % 2 == parity`; its
-network sees `concat(b⊙x, b)` (the mask as an extra channel). The channel
-mask conditions on the first half of the channels (parity 0) or the second
-(parity 1), and the s/t network runs on that half only: nothing is wasted
-on multiplying by a mask. `additive=True` is the NICE coupling (s ≡ 0,
-log-det 0).
+The formula exists once, in `Affine(s, t)` (what TFP's `tfb.RealNVP`
+builds as `tfb.Shift(t)(tfb.Scale(log_scale=s))` in its `bijector_fn`); the
+forward value, the inverse and both log-dets come from it. What `b` is, and which part the s/t network sees, is the mask strategy
+(`tfp_realnvp.bijectors.masks`: checkerboard or channel). `additive=True`
+is the NICE coupling: `affine(None, t)` is `tfb.Shift(t)`, log-det 0.
 
 The forward value and its log-det come from one evaluation of the s/t
 network (TFP's greedy-attribute cache, as in `tfb.FFJORD`): the network,
@@ -29,11 +22,18 @@ and the Keras batch-norm updates inside it, run once per call.
 """
 
 import tensorflow as tf
+
 from tfp_realnvp.bijectors import _util
+from tfp_realnvp.bijectors import masks
 from tfp_realnvp.bijectors._one_pass import OnePassBijector
 
-CHECKERBOARD = "checkerboard"
-_TRAINING_INVERSE_ERROR = (
+# Re-exported: the mask names and helpers of `masks`.
+CHECKERBOARD = masks.CHECKERBOARD
+CHANNEL = masks.CHANNEL
+MASK_TYPES = masks.MASK_TYPES
+checkerboard_mask = masks.checkerboard_mask
+
+TRAINING_INVERSE_ERROR = (
     "{name}: the inverse of a training-mode flow is not computed. Its s/t "
     "networks would normalize latent-side inputs with their own batch "
     "statistics (and update the moving averages from generated data), so it "
@@ -41,30 +41,57 @@ _TRAINING_INVERSE_ERROR = (
     "(model.flow(training=False), model.distribution(training=False)) to "
     "sample or decode; within one evaluation the inverse of a training-mode "
     "forward result is served exactly from the cache")
-CHANNEL = "channel"
-MASK_TYPES = (CHECKERBOARD, CHANNEL)
 
 
-def checkerboard_mask(height, width, parity, dtype=tf.float32):
-  """`[1, H, W, 1]` mask, 1 where `(i + j) % 2 == parity`."""
-  i = tf.range(height)[:, None]
-  j = tf.range(width)[None, :]
-  mask = tf.cast(tf.equal((i + j) % 2, parity), dtype)
-  return mask[None, :, :, None]
+class Affine:
+  """The elementwise map `x -> x·exp(s) + t` (eq. 9), the formula once.
+
+  `log_scale=None` is `x -> x + t` (additive coupling, log-det 0). Same
+  interface as a TFP bijector (`forward`, `inverse`, both log-dets with
+  `event_ndims`), as TFP's `tfb.Shift(t)(tfb.Scale(log_scale=s))` would
+  be, without building TFP bijector objects per call (which cost ~10 ms per
+  coupling in eager mode).
+  """
+
+  def __init__(self, log_scale, shift):
+    self.log_scale = log_scale
+    self.shift = shift
+
+  def forward(self, x):
+    if self.log_scale is None:
+      return x + self.shift
+    return x * tf.exp(self.log_scale) + self.shift
+
+  def inverse(self, y):
+    if self.log_scale is None:
+      return y - self.shift
+    return (y - self.shift) * tf.exp(-self.log_scale)
+
+  def forward_log_det_jacobian(self, x, event_ndims):
+    """`Σ s` over the last `event_ndims` axes (eq. 6), `0` if additive."""
+    if self.log_scale is None:
+      return tf.zeros(tf.shape(x)[:-event_ndims], x.dtype)
+    return tf.reduce_sum(self.log_scale, axis=list(range(-event_ndims, 0)))
+
+  def inverse_log_det_jacobian(self, y, event_ndims):
+    return -self.forward_log_det_jacobian(y, event_ndims)
 
 
-def conditioner_input_channels(mask_type, channels):
+def affine(log_scale, shift):
+  """`Affine(log_scale, shift)`: the bijector_fn of every coupling."""
+  return Affine(log_scale, shift)
+
+
+def conditioner_input_channels(mask_type, channels, checkerboard="masked"):
   """Channels the s/t network of a coupling receives."""
-  if mask_type == CHECKERBOARD:
-    return channels + 1  # b⊙x and the mask itself
-  return channels // 2
+  return masks.make_mask(mask_type, 0, checkerboard).conditioner_input_channels(
+      channels)
 
 
-def conditioner_output_channels(mask_type, channels):
+def conditioner_output_channels(mask_type, channels, checkerboard="masked"):
   """Channels of `s` and of `t` for a coupling."""
-  if mask_type == CHECKERBOARD:
-    return channels
-  return channels - channels // 2
+  return masks.make_mask(mask_type, 0,
+                         checkerboard).conditioner_output_channels(channels)
 
 
 class AffineCoupling(OnePassBijector):
@@ -98,26 +125,23 @@ class AffineCoupling(OnePassBijector):
       coupling has no inverse of its own: `inverse` raises a `ValueError`
       (except for a result of `forward` in the same evaluation, which the
       cache returns exactly).
-    validate_args: check that the input has a known, even channel count.
+    checkerboard: how a checkerboard coupling is computed, a key of
+      `masks.CHECKERBOARDS` ('masked': at full resolution on `b⊙x`).
+    validate_args: unused (the channel count is checked statically).
     name: bijector name.
   """
 
-
   def __init__(self, network, mask_type=CHECKERBOARD, parity=0,
-               additive=False, training=False, validate_args=False,
-               name=None):
+               additive=False, training=False, checkerboard="masked",
+               validate_args=False, name=None):
     parameters = dict(locals())
-    if mask_type not in MASK_TYPES:
-      raise ValueError(f"mask_type must be one of {MASK_TYPES}, got "
-                       f"{mask_type!r}")
-    if parity not in (0, 1):
-      raise ValueError(f"parity must be 0 or 1, got {parity!r}")
+    mask = masks.make_mask(mask_type, parity, checkerboard)
     if not callable(network):
       raise ValueError(f"network must be a callable Keras layer, got "
                        f"{type(network).__name__}")
     self._network = network
-    self._mask_type = mask_type
-    self._parity = int(parity)
+    self._mask = mask
+    self._checkerboard = checkerboard
     self._additive = bool(additive)
     self._training = bool(training)
     super().__init__(
@@ -130,12 +154,21 @@ class AffineCoupling(OnePassBijector):
     return self._network
 
   @property
+  def mask(self):
+    """The `masks.CouplingMask` strategy."""
+    return self._mask
+
+  @property
   def mask_type(self):
-    return self._mask_type
+    return self._mask.mask_type
 
   @property
   def parity(self):
-    return self._parity
+    return self._mask.parity
+
+  @property
+  def checkerboard(self):
+    return self._checkerboard
 
   @property
   def additive(self):
@@ -145,83 +178,31 @@ class AffineCoupling(OnePassBijector):
   def training(self):
     return self._training
 
-  # --- one evaluation of the s/t network -----------------------------------
-
-  def _log_scale_and_shift(self, h):
-    log_scale, shift = self._network(h, training=self._training)
-    shift = tf.cast(shift, h.dtype)
-    if self._additive or log_scale is None:
-      log_scale = None
-    else:
-      log_scale = tf.cast(log_scale, h.dtype)
-    return log_scale, shift
-
-  def _check_channels(self, x):
-    channels = x.shape[-1]
-    if channels is None:
-      raise ValueError(f"{self.name}: the channel dimension must be known "
-                       f"statically, got shape {x.shape}")
-    if self._mask_type == CHANNEL and channels < 2:
-      raise ValueError(f"{self.name}: a channel coupling needs at least 2 "
-                       f"channels, got shape {x.shape}")
-    return channels
-
-  def _checkerboard(self, x, direction):
-    """Shared body of both directions for the checkerboard mask."""
-    self._check_channels(x)
-    mask = checkerboard_mask(tf.shape(x)[1], tf.shape(x)[2], self._parity,
-                             x.dtype)
-    inv_mask = 1.0 - mask
-    masked = x * mask  # identical in both directions: y = x where b = 1
-    h = tf.concat([masked, tf.broadcast_to(mask, tf.shape(masked[..., :1]))],
-                  axis=-1)
-    log_scale, shift = self._log_scale_and_shift(h)
-    shift = shift * inv_mask
-    if log_scale is None:
-      out = x + direction * shift
-      return out, tf.zeros(tf.shape(x)[:1], x.dtype)
-    log_scale = log_scale * inv_mask
-    if direction > 0:
-      out = x * tf.exp(log_scale) + shift
-    else:
-      out = (x - shift) * tf.exp(-log_scale)
-    return out, direction * tf.reduce_sum(log_scale, axis=[1, 2, 3])
-
-  def _channel(self, x, direction):
-    """Shared body of both directions for the channel mask."""
-    channels = self._check_channels(x)
-    half = channels // 2
-    if self._parity == 0:
-      cond, change = x[..., :half], x[..., half:]
-    else:
-      change, cond = x[..., :channels - half], x[..., channels - half:]
-    log_scale, shift = self._log_scale_and_shift(cond)
-    if log_scale is None:
-      changed = change + direction * shift
-      ldj = tf.zeros(tf.shape(x)[:1], x.dtype)
-    elif direction > 0:
-      changed = change * tf.exp(log_scale) + shift
-      ldj = tf.reduce_sum(log_scale, axis=[1, 2, 3])
-    else:
-      changed = (change - shift) * tf.exp(-log_scale)
-      ldj = -tf.reduce_sum(log_scale, axis=[1, 2, 3])
-    parts = [cond, changed] if self._parity == 0 else [changed, cond]
-    return tf.concat(parts, axis=-1), ldj
-
-  def _transform(self, x, direction):
-    """Returns (output, log-det of this direction) for any batch shape."""
+  def _transform(self, x, inverse):
+    """(output, log-det of this direction) for any batch shape."""
+    self._mask.check(x, self.name)
     flat, batch_shape = _util.flatten_batch(x)
-    if self._mask_type == CHECKERBOARD:
-      out, ldj = self._checkerboard(flat, direction)
+    conditioner_input, part = self._mask.split(flat)
+    log_scale, shift = self._network(conditioner_input,
+                                     training=self._training)
+    shift = tf.cast(shift, flat.dtype)
+    log_scale = (None if self._additive or log_scale is None else
+                 tf.cast(log_scale, flat.dtype))
+    bijector = affine(*self._mask.restrict(log_scale, shift))
+    if inverse:
+      new = bijector.inverse(part)
+      ldj = bijector.inverse_log_det_jacobian(part, event_ndims=3)
     else:
-      out, ldj = self._channel(flat, direction)
-    return (_util.unflatten_batch(out, batch_shape),
+      new = bijector.forward(part)
+      ldj = bijector.forward_log_det_jacobian(part, event_ndims=3)
+    ldj = tf.broadcast_to(tf.cast(ldj, flat.dtype), tf.shape(flat)[:1])
+    return (_util.unflatten_batch(self._mask.merge(flat, new), batch_shape),
             _util.unflatten_scalar(ldj, batch_shape))
 
   def _augmented_forward(self, x):
-    return self._transform(x, +1.0)
+    return self._transform(x, inverse=False)
 
   def _augmented_inverse(self, y):
     if self._training:
-      raise ValueError(_TRAINING_INVERSE_ERROR.format(name=self.name))
-    return self._transform(y, -1.0)
+      raise ValueError(TRAINING_INVERSE_ERROR.format(name=self.name))
+    return self._transform(y, inverse=True)
