@@ -130,7 +130,7 @@ def _bn(shape, training, seed=0):
   state = bijectors.BatchNormState(momentum=0.9, epsilon=1e-4)
   state.build((None,) + shape)
   perturb_weights([state], seed=seed, scale=0.5)
-  return state, bijectors.BatchNormalization(state, training=training)
+  return state, bijectors.FlowBatchNorm(state, training=training)
 
 
 @pytest.mark.parametrize("shape", [(4, 4, 1), (8, 8, 3)])
@@ -172,7 +172,7 @@ def test_batch_norm_training_formula_and_moving_averages(rng):
   frozen.log_gamma.assign(log_gamma)
   frozen.beta.assign(beta)
   dense = dense_log_det(
-      bijectors.BatchNormalization(frozen, training=False).forward, x)
+      bijectors.FlowBatchNorm(frozen, training=False).forward, x)
   np.testing.assert_allclose(ldj, dense, atol=LDJ_TOL)
 
 
@@ -182,7 +182,7 @@ def test_batch_norm_errors():
   with pytest.raises(ValueError, match="epsilon"):
     bijectors.BatchNormState(epsilon=0.0)
   with pytest.raises(ValueError, match="built"):
-    bijectors.BatchNormalization(bijectors.BatchNormState())
+    bijectors.FlowBatchNorm(bijectors.BatchNormState())
 
 
 def test_logit_preprocess_exact(rng):

@@ -144,7 +144,7 @@ def test_architecture_matches_section_3_6():
   kinds = [type(b).__name__ for b in leaves]
   for i, kind in enumerate(kinds):
     if kind == "AffineCoupling":
-      assert kinds[i + 1] == "BatchNormalization"
+      assert kinds[i + 1] == "FlowBatchNorm"
   # Factored dims: 16*16*3 = 768 = 384 (scale 1) + 192 (scale 2) + 192.
   assert model.latent_shapes == ((8, 8, 6), (4, 4, 12), (4, 4, 12))
   assert [int(np.prod(s)) for s in model.latent_shapes] == [384, 192, 192]

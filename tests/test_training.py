@@ -262,3 +262,24 @@ def test_num_filters_flag_takes_one_width_or_one_per_scale():
   assert p.parse_args(["--num_filters", "32"]).num_filters == 32
   assert p.parse_args(["--num_filters", "16,32,56"]).num_filters == [16, 32,
                                                                       56]
+
+
+def test_train_with_the_model_dequantizing(tmp_path):
+  """--dequantizer uniform: the pipeline feeds integer levels, the model
+  dequantizes them; the run trains, evaluates and exports."""
+  ds = data.load("digits", batch_size=16, dequantize=False)
+  batch = next(iter(ds.train)).numpy()
+  assert np.array_equal(batch, np.floor(batch)) and batch.max() <= 255
+  test = next(iter(ds.test)).numpy()
+  assert np.array_equal(test, np.floor(test))
+  run_dir = str(tmp_path / "run")
+  assert train_cli.main(["--config", "digits", "--output_dir", run_dir,
+                         "--epochs", "1", "--dequantizer", "uniform"] +
+                        TINY) == 0
+  with open(os.path.join(run_dir, "metrics.json")) as f:
+    metrics = json.load(f)
+  assert metrics["config"]["dequantizer"] == "uniform"
+  assert np.isfinite(metrics["test_bits_per_dim"])
+  model = keras.saving.load_model(os.path.join(run_dir, "checkpoints",
+                                               "best.keras"))
+  assert model.dequantizer_name == "uniform"

@@ -18,9 +18,11 @@ Everything here is a Keras 3 layer, so its weights belong to the owning
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfp_realnvp import normalization
+from tfp_realnvp import validation
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -179,6 +181,14 @@ class CouplingResNet(keras.layers.Layer):
     n_out = self.out_channels * (2 if self.affine else 1)
     self.out_conv = conv(n_out, "out_conv", zero_init=True)
 
+  @classmethod
+  def for_step(cls, step, num_filters, num_blocks, **kwargs):
+    """The built network of one coupling `Step` of `real_nvp_flow.plan`."""
+    net = cls(step.out_channels, num_filters=num_filters,
+              num_blocks=num_blocks, name=f"st_net_{step.index}", **kwargs)
+    net.build((None,) + tuple(step.shape[:2]) + (step.in_channels,))
+    return net
+
   def build(self, input_shape):
     input_shape = tuple(input_shape)
     hidden = input_shape[:-1] + (self.num_filters,)
@@ -230,3 +240,27 @@ class CouplingResNet(keras.layers.Layer):
                   kernel_size=self.kernel_size, l2=self.l2,
                   synchronized_batch_norm=self.synchronized_batch_norm)
     return config
+
+
+def scale_filters(num_filters, num_scales):
+  """Per-scale s/t-network widths (finest first) from an int or a list.
+
+  An int is the finest scale's width, doubled per coarser scale.
+  """
+  if isinstance(num_filters, (int, np.integer)) and not isinstance(
+      num_filters, bool):
+    validation.check_positive_int("num_filters", num_filters)
+    return tuple(int(num_filters) * 2 ** s for s in range(num_scales))
+  try:
+    widths = tuple(num_filters)
+  except TypeError:
+    raise ValueError(f"num_filters must be an integer >= 1 or a sequence of "
+                     f"num_scales={num_scales} of them, got "
+                     f"{num_filters!r}") from None
+  if len(widths) != num_scales:
+    raise ValueError(f"num_filters has {len(widths)} widths but num_scales="
+                     f"{num_scales}; give one per scale (finest first) or "
+                     f"a single int (doubled per scale)")
+  for w in widths:
+    validation.check_positive_int("every num_filters entry", w)
+  return tuple(int(w) for w in widths)

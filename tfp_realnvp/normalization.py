@@ -87,7 +87,14 @@ def update_moving(variable, value, momentum):
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class BatchNorm(keras.layers.Layer):
-  """Batch normalization over the last axis of `[N, H, W, C]` features.
+  """Keras layer: batch norm of the s/t ResNets' hidden features (fused kernel).
+
+  Not a bijector and no log-det; the flow's own batch-norm step is the
+  bijector `tfp_realnvp.bijectors.FlowBatchNorm` (variables in a
+  `BatchNormState`). The class name is part of the `.keras` weight paths
+  (Keras names list items by class), so it is kept for old checkpoints.
+
+  Normalizes over the last axis of `[N, H, W, C]` features.
 
   Same contract as `keras.layers.BatchNormalization(axis=-1)` (learned
   `gamma`, `beta`; moving averages `m ← momentum·m + (1−momentum)·batch`,

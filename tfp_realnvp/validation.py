@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 PIXEL_RANGE = "[0, 256]"
+COUPLING_TYPES = ("affine", "additive")
+MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
 # Plain graph code: AutoGraph need not (and should not) rewrite it.
 _plain = tf.autograph.experimental.do_not_convert
 
@@ -242,3 +244,140 @@ def check_temperature(temperature, rows=None):
   return _with([tf.debugging.Assert(
       ok, ["temperature must be finite and > 0; got", temperature],
       name="check_temperature")], temperature)
+
+
+@_plain
+def check_levels(images, check_values=True):
+  """Integer pixel levels 0..255 (as float) for a model that dequantizes."""
+  if not check_values:
+    return images
+  whole = tf.debugging.Assert(
+      tf.reduce_all(tf.logical_and(tf.equal(images, tf.floor(images)),
+                                   images <= 255.0)),
+      ["this model dequantizes its inputs (dequantizer=...): expected "
+       "integer pixel levels 0..255, found a fractional value or one above "
+       "255: max", tf.reduce_max(images)], name="check_levels")
+  return _with([whole], images)
+
+
+def check_positive_int(name, value, allow_zero=False):
+  """Raises a `ValueError` unless `value` is an int >= 1 (>= 0)."""
+  lowest = 0 if allow_zero else 1
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+      value < lowest:
+    raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
+  return int(value)
+
+
+def check_choice(name, value, choices):
+  """Raises a `ValueError` unless `value` is one of `choices`."""
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {tuple(choices)}, got "
+                     f"{value!r}")
+  return value
+
+
+def unpack_inputs(inputs, image_shape, num_classes):
+  """`x` or `(x, labels)` -> `(images, labels or None)`, by the model kind."""
+  if isinstance(inputs, (tuple, list)):
+    shape = ", ".join(map(str, image_shape))
+    if not num_classes:
+      raise ValueError(
+          f"this model is unconditional (num_classes=None): pass images "
+          f"as one tensor of shape [N, {shape}]; got a "
+          f"{type(inputs).__name__} of {len(inputs)} elements (a list of "
+          f"images? stack them with np.stack; (images, labels) pairs are "
+          f"for class-conditional models)")
+    if len(inputs) != 2:
+      raise ValueError(f"expected (images, labels) for this class-"
+                       f"conditional model, got a {type(inputs).__name__} "
+                       f"of {len(inputs)} elements")
+    return inputs[0], inputs[1]
+  if num_classes:
+    raise ValueError(
+        f"this model is class-conditional (num_classes={num_classes}) "
+        f"and needs (images, labels) as its input. With a tf.data dataset "
+        f"of (images, labels) pairs for fit, map it to "
+        f"((images, labels),) so Keras passes both as x")
+  return inputs, None
+
+
+def checked_outside_xla(data, image_shape, num_classes):
+  """Input value checks that survive `jit_compile=True`.
+
+  XLA drops the graph asserts of this module, so a model compiled with XLA
+  (`compile(jit_compile=True)`, or Keras' `auto` on GPU/TPU) has NaN, inf,
+  out-of-range pixels and out-of-range labels checked outside the compiled
+  step, with the same messages: arrays and tensors once, in a traced
+  function; a `tf.data.Dataset` by a map step. (Python generators and
+  `PyDataset`s are checked by the graph path only, so not under XLA.)
+  Shapes and dtypes are checked at trace time either way.
+  """
+
+  def component(value):
+    if not isinstance(value, (np.ndarray, tf.Tensor)):
+      return value
+    value = tf.convert_to_tensor(value)
+    if value.dtype.is_floating and value.shape.rank == 4:
+      value = check_images(value, image_shape)
+    elif num_classes and value.dtype.is_integer and value.shape.rank == 1:
+      value = check_labels(value, num_classes)
+    return value
+
+  if data is None:
+    return data
+  if isinstance(data, tf.data.Dataset):
+    if isinstance(data.element_spec, tuple):
+      return data.map(lambda *parts: tuple(
+          tf.nest.map_structure(component, parts)))
+    return data.map(lambda element: tf.nest.map_structure(component, element))
+  if isinstance(data, (np.ndarray, tf.Tensor, tuple, list, dict)):
+    # Traced, so the message is worded as on the graph path.
+    tf.function(lambda d: tf.nest.map_structure(component, d),
+                autograph=False)(data)
+  return data
+
+
+def check_model_options(image_shape, num_scales, num_res_blocks, coupling,
+                        mixed_precision, checkerboard, num_classes, prior,
+                        dequantizer, alpha, l2_reg):
+  """Constructor checks of `RealNVP`; returns `(image_shape, prior name)`."""
+  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp import dequantization, prior as prior_lib
+  from tfp_realnvp.bijectors import masks, real_nvp_flow
+  if mixed_precision not in (None,) + MIXED_PRECISION_POLICIES:
+    raise ValueError(f"mixed_precision must be None or one of "
+                     f"{MIXED_PRECISION_POLICIES}, got {mixed_precision!r}")
+  image_shape = real_nvp_flow.check_image_shape(image_shape, num_scales)
+  check_positive_int("num_res_blocks", num_res_blocks, allow_zero=True)
+  check_choice("coupling", coupling, COUPLING_TYPES)
+  check_choice("checkerboard", checkerboard, masks.CHECKERBOARDS)
+  if num_classes is not None:
+    check_positive_int("num_classes", num_classes)
+    if num_classes < 2:
+      raise ValueError(f"num_classes must be >= 2 for a class-conditional "
+                       f"model (or None), got {num_classes}")
+  if prior is None:
+    prior = "class_conditional" if num_classes else "standard_normal"
+  check_choice("prior", prior, prior_lib.PRIORS)
+  check_choice("dequantizer", dequantizer,
+               (None,) + tuple(dequantization.DEQUANTIZERS))
+  if not 0.0 < alpha < 0.5:
+    raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+  if l2_reg < 0:
+    raise ValueError(f"l2_reg must be >= 0, got {l2_reg}")
+  return image_shape, prior
+
+
+def check_one_class(labels, num_classes, check_values=True):
+  """The single class (scalar int tensor) `interpolate` takes."""
+  if not num_classes:
+    raise ValueError("labels were given to an unconditional model "
+                     "(num_classes=None)")
+  if labels is None or np.ndim(labels) != 0:
+    raise ValueError(
+        f"interpolate on a class-conditional model needs labels=k, one "
+        f"class (an integer in [0, {num_classes})) for all four images; got "
+        f"labels={labels!r}")
+  return check_labels(tf.reshape(labels, [1]), num_classes,
+                      check_values=check_values)[0]

@@ -40,6 +40,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import dequantization
 from training import console
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -180,17 +181,18 @@ def gaussian_baseline_bits_per_dim(train_pixels, test_pixels, seed=0):
 # --- pipeline stages -------------------------------------------------------------
 
 
-# Largest noise whose sum with any level 0..255 stays below the next level in
-# float32 (the spacing of float32 at 255 is 2**-16).
-_MAX_NOISE = 1.0 - 2.0 ** -15
+_MAX_NOISE = dequantization.MAX_NOISE  # k + u stays below k + 1 in float32
 
 
 def _finish(ds, *, training, batch_size, seed, flip, conditional, cache,
-            shuffle_buffer, deterministic, partial_batches=False):
+            shuffle_buffer, deterministic, partial_batches=False,
+            dequantize=True):
   """Cache, shuffle, flip, dequantize, batch and prefetch `(image, label)`.
 
   The training split drops its last partial batch (every step sees a full,
   static-shape batch) unless `partial_batches`; evaluation splits keep it.
+  `dequantize=False` yields the integer levels as float32 (for a model with
+  its own `dequantizer`).
   """
   if cache:
     ds = ds.cache()
@@ -202,9 +204,14 @@ def _finish(ds, *, training, batch_size, seed, flip, conditional, cache,
 
     def noise(im, y):
       im = tf.cast(im, tf.float32)
+      if not dequantize:
+        return im, y
       u = tf.random.uniform(tf.shape(im), seed=seed)
       return im + tf.minimum(u, _MAX_NOISE), y
     ds = ds.map(noise, num_parallel_calls=AUTOTUNE)
+  elif not dequantize:
+    ds = ds.map(lambda im, y: (tf.cast(im, tf.float32), y),
+                num_parallel_calls=AUTOTUNE)
   else:
     # Stateless per-example noise: the same test set every time.
     def fixed_noise(index, pair):
@@ -269,7 +276,7 @@ def prepare_tfds(name, data_dir=None, manual_dir=None, download=True):
 
 def load(name="digits", *, batch_size=64, seed=0, conditional=False,
          data_dir=None, manual_dir=None, download=True, deterministic=False,
-         image_size=None, shuffle_buffer=10000):
+         image_size=None, shuffle_buffer=10000, dequantize=True):
   """Returns `Datasets` (train, validation, test pipelines) for `name`.
 
   Args:
@@ -283,11 +290,14 @@ def load(name="digits", *, batch_size=64, seed=0, conditional=False,
     deterministic: deterministic element order in tf.data.
     image_size: `(height, width, channels)` for `folder:` datasets.
     shuffle_buffer: shuffle buffer size for the training split.
+    dequantize: add `U[0, 1)` noise (fixed per example outside training);
+      `False` yields integer levels for a model with its own dequantizer.
   """
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   common = dict(batch_size=batch_size, seed=seed, conditional=conditional,
-                shuffle_buffer=shuffle_buffer, deterministic=deterministic)
+                shuffle_buffer=shuffle_buffer, deterministic=deterministic,
+                dequantize=dequantize)
   if name == "digits":
     return _load_digits(common)
   if name.startswith("folder:"):

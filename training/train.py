@@ -291,7 +291,10 @@ def build_model(config, image_shape, num_classes):
       log_scale_init=config["log_scale_init"], l2_reg=config["l2_reg"],
       synchronized_batch_norm=config["synchronized_batch_norm"],
       mixed_precision=(None if config["mixed_precision"] == "none"
-                       else config["mixed_precision"]))
+                       else config["mixed_precision"]),
+      checkerboard=config["checkerboard"],
+      dequantizer=(None if config["dequantizer"] == "none"
+                   else config["dequantizer"]))
 
 
 def jit_compile_setting(text):
@@ -315,7 +318,8 @@ def load_datasets(config, data_dir=None, manual_dir=None, download=True,
       manual_dir=manual_dir, download=download,
       deterministic=config["deterministic"] or multi_worker,
       image_size=config["image_size"],
-      shuffle_buffer=config["shuffle_buffer"])
+      shuffle_buffer=config["shuffle_buffer"],
+      dequantize=config["dequantizer"] == "none")
 
 
 def write_figures(model, datasets, run_dir, config):

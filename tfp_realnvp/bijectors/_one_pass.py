@@ -11,12 +11,12 @@ network pass. Entries never outlive the evaluation they were computed in
 (`tfp_realnvp.bijectors.evaluation()`): the weights may change in between.
 """
 
-from tensorflow_probability.python.bijectors import bijector as bijector_lib
+import tensorflow_probability as tfp
 
 from tfp_realnvp.bijectors import cache
 
 
-class OnePassBijector(cache.EvaluationScoped, bijector_lib.Bijector):
+class OnePassBijector(cache.EvaluationScoped, tfp.bijectors.Bijector):
   """A `tfb.Bijector` that computes its value and log-det together."""
 
   _cache = cache.EvaluationCacheWithGreedyAttrs(

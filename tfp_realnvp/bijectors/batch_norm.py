@@ -35,7 +35,10 @@ from tfp_realnvp.bijectors._one_pass import OnePassBijector
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class BatchNormState(keras.layers.Layer):
-  """Keras 3 layer holding the variables of one `BatchNormalization` bijector.
+  """Keras 3 layer: the variables of one `FlowBatchNorm` bijector (no call).
+
+  (Its class name is part of the `.keras` weight paths, so it stays
+  `BatchNormState`: checkpoints written before the bijector's rename load.)
 
   Args:
     momentum: decay of the moving averages (the authors used 0.9-style
@@ -58,6 +61,14 @@ class BatchNormState(keras.layers.Layer):
     self.learn_scale = bool(learn_scale)
     self.synchronized = bool(synchronized)
 
+  @classmethod
+  def for_step(cls, step, momentum, epsilon, synchronized=True):
+    """The built state of the batch norm after one coupling `Step`."""
+    state = cls(momentum, epsilon, synchronized=synchronized,
+                dtype="float32", name=f"flow_bn_{step.index}")
+    state.build((None,) + tuple(step.shape))
+    return state
+
   def build(self, input_shape):
     channels = int(input_shape[-1])
     self.moving_mean = self.add_weight(
@@ -74,7 +85,7 @@ class BatchNormState(keras.layers.Layer):
 
   def call(self, x):
     raise TypeError("BatchNormState only holds variables; use the "
-                    "tfp_realnvp.bijectors.BatchNormalization bijector.")
+                    "tfp_realnvp.bijectors.FlowBatchNorm bijector.")
 
   def get_config(self):
     config = super().get_config()
@@ -83,15 +94,19 @@ class BatchNormState(keras.layers.Layer):
     return config
 
 
-class BatchNormalization(OnePassBijector):
-  """Real NVP batch-norm bijector over `[..., H, W, C]` (event rank 3).
+class FlowBatchNorm(OnePassBijector):
+  """TFP bijector: the flow's batch-norm step over `[..., H, W, C]` (eq. 17-18).
+
+  Its variables live in a `BatchNormState`; not to be confused with
+  `tfp_realnvp.normalization.BatchNorm` (a plain Keras layer inside the
+  s/t networks, no log-det) or TFP's `tfb.BatchNormalization` (tf_keras).
 
   Example:
 
   ```python
   state = BatchNormState(momentum=0.9, epsilon=1e-4)
   state.build((None, 8, 8, 3))
-  bn = BatchNormalization(state, training=True)
+  bn = FlowBatchNorm(state, training=True)
   y = bn.forward(x)            # normalizes with batch stats, updates averages
   ldj = bn.forward_log_det_jacobian(x, event_ndims=3)
   ```
@@ -166,7 +181,7 @@ class BatchNormalization(OnePassBijector):
 
   def _augmented_inverse(self, y):
     if self._training:
-      raise ValueError(coupling._TRAINING_INVERSE_ERROR.format(name=self.name))  # pylint: disable=protected-access
+      raise ValueError(coupling.TRAINING_INVERSE_ERROR.format(name=self.name))
     mean, variance = self._moving_stats(y.dtype)
     log_gamma, beta = self._scale_and_shift(y.dtype)
     x = ((y - beta) * tf.exp(-log_gamma) *

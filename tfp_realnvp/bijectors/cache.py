@@ -30,6 +30,22 @@ share work across several calls whose weights do not change in between.
 Composites that TFP builds around these bijectors (`tfb.Chain`,
 `tfb.Invert`, ...) keep TFP's own cache, keyed through our bijectors' hash:
 that hash is per evaluation, so their entries do not outlive one either.
+
+Private TFP APIs this module needs (TFP has no public hook for what a cache
+entry is keyed on; `tests/test_private_apis.py` fails loudly if one moves):
+
+- `internal.cache_util.BijectorCache` / `BijectorCacheWithGreedyAttrs` and
+  their `_lookup`, `_attributes`, `_invoke`: the cache itself; we add the
+  evaluation to its key.
+- `Bijector._call_forward`, `_call_inverse`, `_call_*_log_det_jacobian`
+  and the `_cache` class attribute: the single entry points to open an
+  evaluation around, and where a bijector class chooses its cache.
+- `bijectors.chain._Chain`, `invert._Invert`, `joint_map._JointMap`,
+  `distributions.transformed_distribution._TransformedDistribution` and its
+  `_name_and_control_scope`: the public `tfb.Chain`/`tfb.Invert`/
+  `tfb.JointMap`/`tfd.TransformedDistribution` construct these classes for
+  parts that are not CompositeTensors (ours hold Keras layers); subclassing
+  them is the only way to scope their caches and methods.
 """
 
 import contextlib

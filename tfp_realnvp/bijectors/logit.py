@@ -18,10 +18,10 @@ draw of `u` is a one-sample estimate of that bound.
 """
 
 import tensorflow as tf
-from tensorflow_probability.python.bijectors import bijector as bijector_lib
+import tensorflow_probability as tfp
 
 
-class LogitPreprocess(bijector_lib.Bijector):
+class LogitPreprocess(tfp.bijectors.Bijector):
   """Elementwise `x ∈ [0, 256) -> logit(α + (1-2α)·x/256)` (data -> latent).
 
   Args:

@@ -25,15 +25,14 @@ vector and the per-scale latents.
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_probability.python.bijectors import reshape
-from tensorflow_probability.python.bijectors import split
+import tensorflow_probability as tfp
 
 from tfp_realnvp.bijectors import cache
 
 
 def flatten(event_shape, name="flatten"):
   """`tfb.Reshape` from `event_shape` to `[prod(event_shape)]`."""
-  return reshape.Reshape(event_shape_out=[int(np.prod(event_shape))],
+  return tfp.bijectors.Reshape(event_shape_out=[int(np.prod(event_shape))],
                          event_shape_in=[int(d) for d in event_shape],
                          name=name)
 
@@ -60,9 +59,9 @@ def factor_out(event_shape, rest, name="factor_out"):
   # entries must not outlive one evaluation either.
   return cache.Chain(
       [
-          cache.Invert(split.Split([n_out, n_rest], axis=-1)),
+          cache.Invert(tfp.bijectors.Split([n_out, n_rest], axis=-1)),
           cache.JointMap([flatten((height, width, half)), rest]),
-          split.Split(2, axis=-1),
+          tfp.bijectors.Split(2, axis=-1),
       ],
       name=name)
 

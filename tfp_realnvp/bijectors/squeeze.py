@@ -13,9 +13,9 @@ the elements (volume preserving, log-det 0) and its inverse comes from TFP.
 ```
 """
 
-from tensorflow_probability.python.bijectors import chain
-from tensorflow_probability.python.bijectors import reshape
-from tensorflow_probability.python.bijectors import transpose
+import tensorflow_probability as tfp
+
+tfb = tfp.bijectors
 
 
 def squeeze_event_shape(event_shape):
@@ -47,12 +47,12 @@ def Squeeze(event_shape, validate_args=False, name="squeeze"):  # pylint: disabl
   """
   out_h, out_w, out_c = squeeze_event_shape(event_shape)
   channels = out_c // 4
-  return chain.Chain(
+  return tfb.Chain(
       [
-          reshape.Reshape(event_shape_out=[out_h, out_w, out_c],
+          tfb.Reshape(event_shape_out=[out_h, out_w, out_c],
                           event_shape_in=[out_h, out_w, 2, 2, channels]),
-          transpose.Transpose(perm=[0, 2, 1, 3, 4]),
-          reshape.Reshape(event_shape_out=[out_h, 2, out_w, 2, channels],
+          tfb.Transpose(perm=[0, 2, 1, 3, 4]),
+          tfb.Reshape(event_shape_out=[out_h, 2, out_w, 2, channels],
                           event_shape_in=[2 * out_h, 2 * out_w, channels]),
       ],
       validate_args=validate_args, name=name)

@@ -37,7 +37,7 @@ def signatures(export_dir, tags=("serve",)):
   """Signature name -> {"inputs": {key: (tensor, dtype)}, "outputs": {...}}
   read from `saved_model.pb`."""
   from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
-  from tensorflow.python.framework import dtypes  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   saved = saved_model_pb2.SavedModel()
   with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
     saved.ParseFromString(f.read())
@@ -51,9 +51,9 @@ def signatures(export_dir, tags=("serve",)):
     if name.startswith("__"):
       continue
     result[name] = {
-        "inputs": {k: (v.name, dtypes.as_dtype(v.dtype).as_numpy_dtype)
+        "inputs": {k: (v.name, tf.dtypes.as_dtype(v.dtype).as_numpy_dtype)
                    for k, v in sig.inputs.items()},
-        "outputs": {k: (v.name, dtypes.as_dtype(v.dtype).as_numpy_dtype)
+        "outputs": {k: (v.name, tf.dtypes.as_dtype(v.dtype).as_numpy_dtype)
                     for k, v in sig.outputs.items()},
     }
   return result

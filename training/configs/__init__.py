@@ -24,6 +24,11 @@ FIELDS = {
     "num_filters": (32, "filters", "feature maps at the finest scale (doubled "
                     "per scale), or one width per scale: 16,32,56"),
     "coupling": ("affine", str, "affine (Real NVP) or additive (NICE)"),
+    "checkerboard": ("masked", str, "how checkerboard couplings are computed "
+                     "(masked: full resolution on b*x)"),
+    "dequantizer": ("none", str, "none (the input pipeline adds U[0,1) noise) "
+                    "or uniform (the pipeline feeds integer levels and the "
+                    "model dequantizes them)"),
     "use_batch_norm": (True, bool, "batch norm in s/t nets and as bijectors"),
     "conditional": (False, bool, "class-conditional model (labelled datasets)"),
     "alpha": (0.05, float, "logit preprocessing alpha"),
@@ -216,6 +221,8 @@ def validate(config):
   anything is loaded or trained.
   """
   from tfp_realnvp import model as model_lib  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp import dequantization  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp.bijectors import masks  # pylint: disable=import-outside-toplevel
   c = config
   missing = sorted(set(FIELDS) - set(c))
   if missing:
@@ -227,6 +234,9 @@ def validate(config):
       "num_res_blocks": _integer(c["num_res_blocks"], 0),
       "num_filters": _check_num_filters(c["num_filters"], c["num_scales"]),
       "coupling": _one_of(c["coupling"], model_lib.COUPLING_TYPES),
+      "checkerboard": _one_of(c["checkerboard"], tuple(masks.CHECKERBOARDS)),
+      "dequantizer": _one_of(c["dequantizer"], ("none",) + tuple(
+          dequantization.DEQUANTIZERS)),
       "alpha": _number(c["alpha"], 0, 0.5, low_open=True, high_open=True),
       "bn_momentum": _number(c["bn_momentum"], 0, 1, high_open=True),
       "log_scale_init": _number(c["log_scale_init"], 0, low_open=True),

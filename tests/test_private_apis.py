@@ -1,0 +1,128 @@
+"""Every private TFP / TensorFlow / Keras API the package relies on.
+
+Each test names the API, where we use it and why no public API does the
+job; it fails with that text if an upgrade moves or changes it. (Public
+replacements were taken where they exist: `tfb.Bijector`, `tfb.Reshape`,
+`tfb.Split`, `tfb.Chain`, `tfb.Transpose`, `tf.dtypes.as_dtype`.)
+"""
+
+import inspect
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.bijectors import chain as chain_lib
+from tensorflow_probability.python.bijectors import invert as invert_lib
+from tensorflow_probability.python.bijectors import joint_map as joint_map_lib
+from tensorflow_probability.python.distributions import transformed_distribution as td_lib
+from tensorflow_probability.python.internal import cache_util
+
+from tfp_realnvp.bijectors import cache
+from tfp_realnvp.bijectors._one_pass import OnePassBijector
+
+tfb = tfp.bijectors
+
+
+def _params(fn):
+  return list(inspect.signature(fn).parameters)
+
+
+def test_tfp_cache_util_hooks():
+  """tfp_realnvp/bijectors/cache.py keys TFP's bijector cache on the open
+  evaluation by overriding BijectorCache._lookup/_attributes/_invoke (TFP
+  has no public way to choose what a cache entry is keyed on)."""
+  for cls in (cache_util.BijectorCache,
+              cache_util.BijectorCacheWithGreedyAttrs):
+    for name, params in (
+        ("_lookup", ["self", "input", "forward_name", "inverse_name"]),
+        ("_attributes", ["self", "input", "fn_name"]),
+        ("_invoke", ["self", "input", "fn_name", "kwargs", "attributes"])):
+      fn = getattr(cls, name, None)
+      assert fn is not None, f"TFP removed {cls.__name__}.{name}"
+      assert _params(fn)[:len(params)] == params, (
+          f"TFP changed {cls.__name__}.{name}{inspect.signature(fn)}")
+  greedy = cache_util.BijectorCacheWithGreedyAttrs
+  assert "forward_attributes" in dir(greedy) and "inverse_attributes" in dir(
+      greedy), "TFP removed the greedy-attribute accessors (_one_pass.py)"
+
+
+def test_tfp_bijector_call_entry_points():
+  """cache.EvaluationScoped opens an evaluation around Bijector._call_forward,
+  _call_inverse and _call_*_log_det_jacobian (every public method goes
+  through them) and picks its cache through the `_cache` class attribute."""
+  for name in ("_call_forward", "_call_inverse",
+               "_call_forward_log_det_jacobian",
+               "_call_inverse_log_det_jacobian"):
+    assert callable(getattr(tfb.Bijector, name, None)), (
+        f"TFP removed Bijector.{name}")
+  assert isinstance(tfb.Bijector._cache, cache_util.BijectorCache), (  # pylint: disable=protected-access
+      "TFP no longer selects a bijector's cache by the _cache attribute")
+  # Behaviour: forward + log-det of a one-pass bijector share one
+  # evaluation (one pass), and nothing is reused after it.
+  calls = []
+
+  class Counting(OnePassBijector):
+    def __init__(self):
+      super().__init__(forward_min_event_ndims=0, parameters={},
+                       name="counting")
+
+    def _augmented_forward(self, x):
+      calls.append(1)
+      return 2.0 * x, tf.fill(tf.shape(x), tf.math.log(2.0))
+  bij = Counting()
+  x = tf.constant([0.5])
+  with cache.evaluation():
+    bij.forward(x)
+    bij.forward_log_det_jacobian(x, event_ndims=0)
+  assert len(calls) == 1, "the evaluation-keyed cache no longer hits"
+  bij.forward(x)
+  assert len(calls) == 2, "a cache entry outlived its evaluation"
+
+
+def test_tfp_non_composite_classes():
+  """cache.Chain/Invert/JointMap/TransformedDistribution subclass TFP's
+  `_Chain`, `_Invert`, `_JointMap`, `_TransformedDistribution`: the public
+  constructors build exactly these for parts that are not CompositeTensors
+  (ours hold Keras layers)."""
+  part = cache.Chain([tfb.Exp()])  # not a CompositeTensor itself
+  assert isinstance(tfb.Chain([part]), chain_lib._Chain), (  # pylint: disable=protected-access
+      "tfb.Chain no longer builds _Chain for non-composite parts")
+  assert isinstance(tfb.Invert(part), invert_lib._Invert), (  # pylint: disable=protected-access
+      "tfb.Invert no longer builds _Invert for non-composite parts")
+  assert isinstance(tfb.JointMap([part, tfb.Exp()]),
+                    joint_map_lib._JointMap), (  # pylint: disable=protected-access
+                        "tfb.JointMap no longer builds _JointMap")
+  dist = tfp.distributions.TransformedDistribution(
+      tfp.distributions.Normal(0.0, 1.0), part)
+  assert isinstance(dist, td_lib._TransformedDistribution), (  # pylint: disable=protected-access
+      "tfd.TransformedDistribution no longer builds _TransformedDistribution")
+  scope = td_lib._TransformedDistribution._name_and_control_scope  # pylint: disable=protected-access
+  assert callable(scope), "TFP removed Distribution._name_and_control_scope"
+
+
+def test_multi_worker_mode_query():
+  """_keras_glue.reducible_logs and training/strategy.py ask
+  `MultiWorkerMirroredStrategy.extended._in_multi_worker_mode()`: the
+  public API cannot tell a one-worker collective strategy from a cluster."""
+  from tensorflow.python.distribute import collective_all_reduce_strategy as car  # pylint: disable=import-outside-toplevel
+  fn = getattr(car.CollectiveAllReduceExtended, "_in_multi_worker_mode", None)
+  assert callable(fn), "TF removed CollectiveAllReduceExtended._in_multi_worker_mode"
+
+
+def test_keras_initial_epoch_attribute():
+  """training/callbacks.py (ResumableBackup, like keras.callbacks.
+  BackupAndRestore) sets `model._initial_epoch` in on_train_begin to resume
+  at the restored epoch: Keras 3 has no public hook for it."""
+
+  class Skip(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+      self.model._initial_epoch = 2  # pylint: disable=protected-access
+
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+  model.compile(optimizer="sgd", loss="mse")
+  history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=3,
+                      verbose=0, callbacks=[Skip()])
+  assert history.epoch == [2], (
+      f"Keras no longer resumes from model._initial_epoch: ran epochs "
+      f"{history.epoch}")

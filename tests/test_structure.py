@@ -1,0 +1,236 @@
+"""The library's seams: the multi-scale bijector on its own, the mask
+strategies, the affine formula, the prior / mask / dequantizer extension
+points, and `.keras` files written before the restructuring."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfp_realnvp
+from conftest import dense_log_det, perturb_weights
+from tfp_realnvp import dequantization, networks, prior
+from tfp_realnvp.bijectors import coupling, masks, real_nvp_flow
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def _flow_layers(shape, num_scales, use_batch_norm=True, seed=0):
+  nets, states = [], []
+  for step in real_nvp_flow.plan(shape, num_scales):
+    if step.kind != "coupling":
+      continue
+    net = networks.CouplingResNet(step.out_channels, num_filters=8,
+                                  num_blocks=1)
+    net.build((None,) + tuple(step.shape[:2]) + (step.in_channels,))
+    nets.append(net)
+    if use_batch_norm:
+      state = tfp_realnvp.bijectors.BatchNormState()
+      state.build((None,) + tuple(step.shape))
+      states.append(state)
+  perturb_weights(nets + states, seed=seed, scale=0.3)
+  return nets, states
+
+
+def test_multiscale_bijector_alone_is_exact(rng):
+  shape = (4, 4, 2)
+  nets, states = _flow_layers(shape, num_scales=2)
+  flow = tfp_realnvp.bijectors.MultiScaleRealNVP(
+      shape, num_scales=2, coupling_networks=nets, batch_norm_states=states)
+  x = tf.constant(rng.normal(size=(3,) + shape), tf.float32)
+  z = flow.forward(x)
+  assert z.shape == (3, 32)
+  np.testing.assert_allclose(flow.inverse(tf.identity(z)).numpy(), x.numpy(),
+                             atol=1e-4, rtol=0)
+  ldj = flow.forward_log_det_jacobian(x, event_ndims=3).numpy()
+  dense = dense_log_det(lambda t: flow.forward(t), x)
+  np.testing.assert_allclose(ldj, dense, atol=2e-3, rtol=0)
+  assert np.abs(ldj).max() > 0.1  # perturbed weights: a real log-det
+  # Named steps, data -> latent order, as in the schematic.
+  names = [s.name for s in flow.steps]
+  assert names == ([f"coupling_{i}_s0_checkerboard{i % 2}" for i in range(3)]
+                   + ["squeeze_s0"] +
+                   [f"coupling_{i}_s0_channel{(i - 3) % 2}"
+                    for i in range(3, 6)] + ["factor_out_s0"] +
+                   [f"coupling_{i}_s1_checkerboard{(i - 6) % 2}"
+                    for i in range(6, 10)])
+  assert flow.latent_shapes == ((2, 2, 4), (2, 2, 4))
+
+
+def test_multiscale_bijector_is_the_models_flow(rng):
+  model = tfp_realnvp.RealNVP(image_shape=(8, 8, 1), num_scales=2,
+                              num_res_blocks=1, num_filters=8)
+  perturb_weights(model.coupling_networks + model.batch_norm_states, seed=3)
+  x = tf.constant(rng.uniform(0, 256, (2, 8, 8, 1)), tf.float32)
+  standalone = tfp_realnvp.bijectors.MultiScaleRealNVP(
+      (8, 8, 1), 2, model.coupling_networks, model.batch_norm_states,
+      preprocess=tfp_realnvp.bijectors.LogitPreprocess(alpha=model.alpha))
+  np.testing.assert_array_equal(standalone.forward(x).numpy(),
+                                model.encode(x).numpy())
+
+
+def test_multiscale_bijector_errors():
+  nets, _ = _flow_layers((4, 4, 2), 2, use_batch_norm=False)
+  with pytest.raises(ValueError, match="has 10 couplings; got 9"):
+    tfp_realnvp.bijectors.MultiScaleRealNVP((4, 4, 2), 2, nets[:9])
+  with pytest.raises(ValueError, match="one state per coupling"):
+    tfp_realnvp.bijectors.MultiScaleRealNVP(
+        (4, 4, 2), 2, nets, batch_norm_states=[object()])
+  with pytest.raises(ValueError, match="divisible by 2\\*\\*\\(num_scales-1\\)"):
+    real_nvp_flow.plan((6, 6, 1), 3)
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+@pytest.mark.parametrize("mask_type", ["checkerboard", "channel"])
+def test_mask_split_merge_round_trip(mask_type, parity, rng):
+  mask = masks.make_mask(mask_type, parity)
+  x = tf.constant(rng.normal(size=(2, 4, 4, 5)), tf.float32)
+  conditioner_input, part = mask.split(x)
+  assert conditioner_input.shape[-1] == mask.conditioner_input_channels(5)
+  np.testing.assert_array_equal(mask.merge(x, part).numpy(), x.numpy())
+  # Changing the transformed part never touches the conditioning part.
+  s = tf.ones_like(part[..., :mask.conditioner_output_channels(5)])
+  s, t = mask.restrict(s, s)
+  y = mask.merge(x, part * tf.exp(s) + t).numpy()
+  changed = np.abs(y - x.numpy()) > 0
+  if mask_type == "checkerboard":
+    b = masks.checkerboard_mask(4, 4, parity).numpy()[0, :, :, 0] > 0
+    assert not changed[:, b].any() and changed[:, ~b].all()
+  else:
+    cond = slice(0, 2) if parity == 0 else slice(3, 5)
+    assert not changed[..., cond].any()
+    assert changed.sum() == changed.size - 2 * 16 * 2
+
+
+def test_affine_formula_once(rng):
+  s = tf.constant(rng.normal(size=(2, 3, 3, 2)), tf.float32)
+  t = tf.constant(rng.normal(size=(2, 3, 3, 2)), tf.float32)
+  x = tf.constant(rng.normal(size=(2, 3, 3, 2)), tf.float32)
+  bij = coupling.affine(s, t)
+  np.testing.assert_allclose(bij.forward(x).numpy(),
+                             (x * tf.exp(s) + t).numpy(), rtol=1e-6)
+  np.testing.assert_allclose(bij.inverse(bij.forward(x)).numpy(), x.numpy(),
+                             atol=1e-5)
+  np.testing.assert_allclose(
+      bij.forward_log_det_jacobian(x, event_ndims=3).numpy(),
+      tf.reduce_sum(s, axis=[1, 2, 3]).numpy(), rtol=1e-6)
+  additive = coupling.affine(None, t)
+  np.testing.assert_allclose(additive.forward(x).numpy(), (x + t).numpy())
+  np.testing.assert_array_equal(
+      additive.forward_log_det_jacobian(x, event_ndims=3).numpy(), [0.0, 0.0])
+  np.testing.assert_allclose(
+      bij.inverse_log_det_jacobian(x, event_ndims=3).numpy(),
+      -tf.reduce_sum(s, axis=[1, 2, 3]).numpy(), rtol=1e-6)
+
+
+def test_keras_file_from_before_the_restructuring_loads():
+  """Weight paths of `.keras` files are unchanged (Keras names list items
+  by class): a conditional model saved by the previous layout (perturbed
+  weights and moving statistics) gives the log_prob it gave then."""
+  model = keras.saving.load_model(
+      os.path.join(DATA, "pre_issue14_conditional.keras"))
+  data = np.load(os.path.join(DATA, "pre_issue14_conditional.npz"))
+  lp = model.log_prob(data["x"], labels=data["y"]).numpy()
+  np.testing.assert_allclose(lp, data["lp"], rtol=1e-6, atol=1e-3)
+
+
+class _ShiftedPrior(prior.Prior):
+  """N(1, I): a prior defined by one class (the extension point)."""
+
+  def loc_and_log_scale(self, labels):
+    return tf.ones([self.latent_dim]), tf.zeros([self.latent_dim])
+
+
+def test_a_new_prior_is_one_class_and_one_option(monkeypatch, rng):
+  monkeypatch.setitem(prior.PRIORS, "shifted", _ShiftedPrior)
+  kwargs = dict(image_shape=(4, 4, 1), num_scales=1, num_res_blocks=1,
+                num_filters=8)
+  shifted = tfp_realnvp.RealNVP(prior="shifted", **kwargs)
+  plain = tfp_realnvp.RealNVP(**kwargs)
+  plain.set_weights(shifted.get_weights())
+  x = tf.constant(rng.uniform(0, 256, (3, 4, 4, 1)), tf.float32)
+  z = plain.encode(x)
+  # log N(z; 1, I) - log N(z; 0, I) = Σ z - D/2.
+  expected = tf.reduce_sum(z, axis=1) - 8.0
+  np.testing.assert_allclose(
+      (shifted.log_prob(x) - plain.log_prob(x)).numpy(), expected.numpy(),
+      rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(shifted.decode(shifted.encode(x)).numpy(),
+                             x.numpy(), atol=1e-3)
+  assert shifted.get_config()["prior"] == "shifted"
+  with pytest.raises(ValueError, match="prior must be one of"):
+    tfp_realnvp.RealNVP(prior="made", **kwargs)
+  with pytest.raises(ValueError, match="unconditional"):
+    tfp_realnvp.RealNVP(prior="standard_normal", num_classes=3, **kwargs)
+
+
+class _DoubledCheckerboard(masks.CheckerboardMask):
+  """A checkerboard whose conditioner also sees x itself (new strategy)."""
+
+  def conditioner_input_channels(self, channels):
+    return 2 * channels + 1
+
+  def split(self, x):
+    h, part = super().split(x)
+    return tf.concat([h, x * self._mask(x)], axis=-1), part
+
+
+def test_a_new_mask_strategy_is_one_class_and_one_option(monkeypatch, rng):
+  monkeypatch.setitem(masks.CHECKERBOARDS, "doubled", _DoubledCheckerboard)
+  model = tfp_realnvp.RealNVP(image_shape=(4, 4, 2), num_scales=2,
+                              num_res_blocks=1, num_filters=8,
+                              checkerboard="doubled")
+  assert model.coupling_networks[0].in_conv.v.shape[2] == 5
+  perturb_weights(model.coupling_networks + model.batch_norm_states, seed=1)
+  flow = model.flow()
+  x = tf.constant(rng.uniform(1, 255, (2, 4, 4, 2)), tf.float32)
+  z = flow.forward(x)
+  np.testing.assert_allclose(flow.inverse(tf.identity(z)).numpy(), x.numpy(),
+                             atol=2e-3)
+  ldj = flow.forward_log_det_jacobian(x, event_ndims=3).numpy()
+  np.testing.assert_allclose(ldj, dense_log_det(flow.forward, x), atol=5e-3,
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="checkerboard must be one of"):
+    tfp_realnvp.RealNVP(image_shape=(4, 4, 2), checkerboard="squeezed",
+                        num_scales=2)
+
+
+def test_uniform_dequantizer_option(rng):
+  kwargs = dict(image_shape=(4, 4, 1), num_scales=1, num_res_blocks=1,
+                num_filters=8)
+  model = tfp_realnvp.RealNVP(dequantizer="uniform", **kwargs)
+  levels = tf.constant(rng.integers(0, 256, (3, 4, 4, 1)), tf.float32)
+  # Inference: the fixed noise of the layer's seed, log q = 0.
+  u = tf.minimum(tf.random.stateless_uniform(levels.shape, seed=[0, 0]),
+                 dequantization.MAX_NOISE)
+  np.testing.assert_allclose(model(levels).numpy(),
+                             model.log_prob(levels + u).numpy(), rtol=1e-6)
+  np.testing.assert_array_equal(model(levels).numpy(), model(levels).numpy())
+  # Training: fresh noise inside [k, k + 1).
+  x1, _ = model.dequantizer(levels, training=True)
+  x2, _ = model.dequantizer(levels, training=True)
+  assert not np.array_equal(x1.numpy(), x2.numpy())
+  assert (np.floor(x1.numpy()) == levels.numpy()).all()
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="expected integer pixel levels 0..255"):
+    model(levels + 0.5)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  history = model.fit(levels, epochs=2, batch_size=3, verbose=0)
+  assert np.isfinite(history.history["loss"]).all()
+  clone = tfp_realnvp.RealNVP.from_config(model.get_config())
+  assert isinstance(clone.dequantizer, dequantization.UniformDequantizer)
+  with pytest.raises(ValueError, match="dequantizer must be one of"):
+    tfp_realnvp.RealNVP(dequantizer="variational", **kwargs)
+
+
+def test_multiscale_docstring_example_runs():
+  import re  # pylint: disable=import-outside-toplevel
+  code = re.search(r"```python\n(.*?)```", real_nvp_flow.__doc__,
+                   re.S).group(1)
+  namespace = {}
+  exec(code, namespace)  # pylint: disable=exec-used
+  assert namespace["z"].shape == (4, 64)
+  np.testing.assert_allclose(namespace["x_back"].numpy(),
+                             namespace["x"].numpy(), atol=1e-4)
