@@ -234,3 +234,23 @@ def test_multiscale_docstring_example_runs():
   assert namespace["z"].shape == (4, 64)
   np.testing.assert_allclose(namespace["x_back"].numpy(),
                              namespace["x"].numpy(), atol=1e-4)
+
+
+def test_dequantizer_takes_uint8_levels_and_any_global_policy(rng):
+  levels = rng.integers(0, 256, (2, 4, 4, 1)).astype(np.uint8)
+  kwargs = dict(image_shape=(4, 4, 1), num_scales=1, num_res_blocks=1,
+                num_filters=8, dequantizer="uniform")
+  model = tfp_realnvp.RealNVP(**kwargs)
+  np.testing.assert_array_equal(model(levels).numpy(),
+                                model(levels.astype(np.float32)).numpy())
+  previous = keras.config.dtype_policy()
+  try:
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    mixed = tfp_realnvp.RealNVP(**kwargs)
+    assert np.isfinite(mixed(levels).numpy()).all()
+  finally:
+    keras.config.set_dtype_policy(previous)
+  with pytest.raises(ValueError, match="prior='class_conditional' is "
+                     "conditional but num_classes=None"):
+    tfp_realnvp.RealNVP(image_shape=(4, 4, 1), num_scales=1,
+                        prior="class_conditional")

@@ -74,8 +74,9 @@ class CheckedStepsMixin:
   def _xla_safe(self, data):
     if not self.validate_inputs or not getattr(self, "jit_compile", False):
       return data
-    return validation.checked_outside_xla(data, self.image_shape,
-                                          self.num_classes)
+    return validation.checked_outside_xla(
+        data, self.image_shape, self.num_classes,
+        levels=getattr(self, "dequantizer", None) is not None)
 
   def train_step(self, data):
     return reducible_logs(super().train_step(data))

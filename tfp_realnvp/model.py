@@ -91,10 +91,10 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
       mixed_precision = keras.config.dtype_policy().name
     kwargs.setdefault("dtype", "float32")  # the flow stays float32
     super().__init__(**kwargs)
-    image_shape, prior = validation.check_model_options(
-        image_shape, num_scales, num_res_blocks, coupling, mixed_precision,
-        checkerboard, num_classes, prior, dequantizer, alpha, l2_reg)
-    self.scale_filters = networks.scale_filters(num_filters, num_scales)
+    image_shape, prior, self.scale_filters = validation.check_model_options(
+        image_shape, num_scales, num_res_blocks, num_filters, coupling,
+        mixed_precision, checkerboard, num_classes, prior, dequantizer, alpha,
+        l2_reg)
     # As given (config form): one int, or the list of per-scale widths.
     num_filters = (int(num_filters) if isinstance(
         num_filters, (int, np.integer)) else list(self.scale_filters))
@@ -129,11 +129,12 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
         self.batch_norm_states.append(batch_norm.BatchNormState.for_step(
             step, self.bn_momentum, self.bn_epsilon,
             synchronized=self.synchronized_batch_norm))
-    self.prior = prior_lib.PRIORS[prior](self.event_size, self.num_classes,
-                                         dtype="float32", name="prior")
+    self.prior = prior_lib.PRIORS[prior](
+        latent_dim=self.event_size, num_classes=self.num_classes,
+        dtype="float32", name="prior")
     self.prior.build()
     self.dequantizer = (dequantization.DEQUANTIZERS[dequantizer](
-        name="dequantizer") if dequantizer else None)
+        dtype="float32", name="dequantizer") if dequantizer else None)
     self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
     self.built = True
 
@@ -169,8 +170,9 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
                                               self.num_classes)
     if self.dequantizer is None:
       return self.log_prob(images, labels=labels, training=bool(training))
-    levels = validation.check_levels(self._check_images(images),
-                                     self.validate_inputs)
+    levels = validation.check_levels(
+        validation.check_images(images, self.image_shape, self.validate_inputs,
+                                allow_uint8=True), self.validate_inputs)
     x, log_q = self.dequantizer(levels, training=bool(training))
     return self.log_prob(x, labels=labels, training=bool(training)) - log_q
 

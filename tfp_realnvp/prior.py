@@ -110,7 +110,7 @@ class ClassConditionalPrior(Prior):
 
   conditional = True
 
-  def __init__(self, latent_dim, num_classes, **kwargs):
+  def __init__(self, num_classes, latent_dim, **kwargs):
     if num_classes is None or num_classes < 1:
       raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     super().__init__(latent_dim, num_classes, **kwargs)

@@ -248,7 +248,9 @@ def check_temperature(temperature, rows=None):
 
 @_plain
 def check_levels(images, check_values=True):
-  """Integer pixel levels 0..255 (as float) for a model that dequantizes."""
+  """Integer pixel levels 0..255 as float32 (from float or uint8), for a
+  model that dequantizes."""
+  images = tf.cast(images, tf.float32)
   if not check_values:
     return images
   whole = tf.debugging.Assert(
@@ -302,7 +304,7 @@ def unpack_inputs(inputs, image_shape, num_classes):
   return inputs, None
 
 
-def checked_outside_xla(data, image_shape, num_classes):
+def checked_outside_xla(data, image_shape, num_classes, levels=False):
   """Input value checks that survive `jit_compile=True`.
 
   XLA drops the graph asserts of this module, so a model compiled with XLA
@@ -311,15 +313,19 @@ def checked_outside_xla(data, image_shape, num_classes):
   step, with the same messages: arrays and tensors once, in a traced
   function; a `tf.data.Dataset` by a map step. (Python generators and
   `PyDataset`s are checked by the graph path only, so not under XLA.)
-  Shapes and dtypes are checked at trace time either way.
+  Shapes and dtypes are checked at trace time either way. `levels`: the
+  images are integer levels (a model with a dequantizer).
   """
 
   def component(value):
     if not isinstance(value, (np.ndarray, tf.Tensor)):
       return value
     value = tf.convert_to_tensor(value)
-    if value.dtype.is_floating and value.shape.rank == 4:
-      value = check_images(value, image_shape)
+    if (value.dtype.is_floating or levels and value.dtype == tf.uint8) and \
+        value.shape.rank == 4:
+      value = check_images(value, image_shape, allow_uint8=levels)
+      if levels:
+        value = check_levels(value)
     elif num_classes and value.dtype.is_integer and value.shape.rank == 1:
       value = check_labels(value, num_classes)
     return value
@@ -338,35 +344,44 @@ def checked_outside_xla(data, image_shape, num_classes):
   return data
 
 
-def check_model_options(image_shape, num_scales, num_res_blocks, coupling,
-                        mixed_precision, checkerboard, num_classes, prior,
-                        dequantizer, alpha, l2_reg):
-  """Constructor checks of `RealNVP`; returns `(image_shape, prior name)`."""
+def check_model_options(image_shape, num_scales, num_res_blocks, num_filters,
+                        coupling, mixed_precision, checkerboard, num_classes,
+                        prior, dequantizer, alpha, l2_reg):
+  """Constructor checks of `RealNVP`, in its argument order; returns
+  `(image_shape, prior name, per-scale widths)`."""
   # pylint: disable=import-outside-toplevel
-  from tfp_realnvp import dequantization, prior as prior_lib
+  from tfp_realnvp import dequantization, networks, prior as prior_lib
   from tfp_realnvp.bijectors import masks, real_nvp_flow
   if mixed_precision not in (None,) + MIXED_PRECISION_POLICIES:
     raise ValueError(f"mixed_precision must be None or one of "
                      f"{MIXED_PRECISION_POLICIES}, got {mixed_precision!r}")
-  image_shape = real_nvp_flow.check_image_shape(image_shape, num_scales)
+  real_nvp_flow.check_image_shape(image_shape, num_scales, fit=False)
   check_positive_int("num_res_blocks", num_res_blocks, allow_zero=True)
   check_choice("coupling", coupling, COUPLING_TYPES)
-  check_choice("checkerboard", checkerboard, masks.CHECKERBOARDS)
   if num_classes is not None:
     check_positive_int("num_classes", num_classes)
     if num_classes < 2:
       raise ValueError(f"num_classes must be >= 2 for a class-conditional "
                        f"model (or None), got {num_classes}")
-  if prior is None:
-    prior = "class_conditional" if num_classes else "standard_normal"
-  check_choice("prior", prior, prior_lib.PRIORS)
-  check_choice("dequantizer", dequantizer,
-               (None,) + tuple(dequantization.DEQUANTIZERS))
   if not 0.0 < alpha < 0.5:
     raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
   if l2_reg < 0:
     raise ValueError(f"l2_reg must be >= 0, got {l2_reg}")
-  return image_shape, prior
+  widths = networks.scale_filters(num_filters, num_scales)
+  image_shape = real_nvp_flow.check_image_shape(image_shape, num_scales)
+  check_choice("checkerboard", checkerboard, masks.CHECKERBOARDS)
+  if prior is None:
+    prior = "class_conditional" if num_classes else "standard_normal"
+  check_choice("prior", prior, prior_lib.PRIORS)
+  conditional = prior_lib.PRIORS[prior].conditional
+  if conditional != bool(num_classes):
+    raise ValueError(
+        f"prior={prior!r} is {'' if conditional else 'un'}conditional but "
+        f"num_classes={num_classes}: a conditional prior needs num_classes "
+        f">= 2, an unconditional one num_classes=None")
+  check_choice("dequantizer", dequantizer,
+               (None,) + tuple(dequantization.DEQUANTIZERS))
+  return image_shape, prior, widths
 
 
 def check_one_class(labels, num_classes, check_values=True):

@@ -41,7 +41,8 @@ def evaluate(checkpoint_or_run, dataset=None, split="test", batch_size=64,
   datasets = data.load(dataset, batch_size=batch_size, seed=seed,
                        conditional=bool(model.num_classes), data_dir=data_dir,
                        manual_dir=manual_dir, download=download,
-                       image_size=(config or {}).get("image_size"))
+                       image_size=(config or {}).get("image_size"),
+                       dequantize=model.dequantizer is None)
   if tuple(datasets.image_shape) != tuple(model.image_shape):
     raise ValueError(f"dataset {dataset!r} has images of shape "
                      f"{datasets.image_shape}, the model expects "

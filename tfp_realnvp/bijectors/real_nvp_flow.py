@@ -86,8 +86,9 @@ class Step(collections.namedtuple(
     return f"{self.kind}_s{self.scale}"
 
 
-def check_image_shape(image_shape, num_scales):
-  """`(H, W, C)` as ints; a `ValueError` unless `num_scales` fits it."""
+def check_image_shape(image_shape, num_scales, fit=True):
+  """`(H, W, C)` as ints; a `ValueError` unless `num_scales` fits it
+  (`fit=False`: only the types and signs of both are checked)."""
   try:
     dims = tuple(int(d) for d in image_shape)
   except (TypeError, ValueError):
@@ -102,6 +103,8 @@ def check_image_shape(image_shape, num_scales):
                      f"{num_scales!r}")
   height, width, _ = dims
   factor = 2 ** (num_scales - 1)
+  if not fit:
+    return dims
   if height % factor or width % factor:
     raise ValueError(
         f"image height and width must be divisible by 2**(num_scales-1) = "
