@@ -3,7 +3,7 @@ on the same global batch with the default strategy and with MirroredStrategy
 over two logical CPUs; prints the losses, the largest relative difference of
 the weight updates and of the batch-norm moving statistics.
 
-    python tests/mirrored_check.py {none|synchronized|per_replica}
+    python tests/mirrored_check.py {none|synchronized|per_replica} [masked|squeezed]
 
 `none`: no batch norm; `synchronized` / `per_replica`: batch norm on, with
 `synchronized_batch_norm` True / False."""
@@ -23,13 +23,15 @@ import tfp_realnvp  # noqa: E402
 
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "none"
+CHECKERBOARD = sys.argv[2] if len(sys.argv) > 2 else "masked"
 
 
 def build():
   keras.utils.set_random_seed(0)
   return tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_res_blocks=1,
                              num_filters=8, use_batch_norm=MODE != "none",
-                             synchronized_batch_norm=MODE == "synchronized")
+                             synchronized_batch_norm=MODE == "synchronized",
+                             checkerboard=CHECKERBOARD)
 
 
 x = np.random.default_rng(0).uniform(0, 256, (16, 8, 8, 1)).astype(

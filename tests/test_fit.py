@@ -49,14 +49,15 @@ def test_fit_class_conditional_with_labels_as_input():
   assert not np.allclose(model.prior.class_loc.numpy(), before)
 
 
-def _mirrored_check(mode):
+def _mirrored_check(mode, checkerboard="masked"):
   import json
   import os
   import subprocess
   import sys
   here = os.path.dirname(os.path.abspath(__file__))
   proc = subprocess.run(
-      [sys.executable, os.path.join(here, "mirrored_check.py"), mode],
+      [sys.executable, os.path.join(here, "mirrored_check.py"), mode,
+       checkerboard],
       capture_output=True, text=True, timeout=600,
       cwd=os.path.dirname(here),
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

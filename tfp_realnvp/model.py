@@ -71,7 +71,9 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
       `'mixed_float16'` or `'mixed_bfloat16'`: s/t networks in half
       precision; bijector arithmetic, log-dets, statistics, prior and loss
       in float32. `'mixed_float16'` adds a `LossScaleOptimizer`.
-    checkerboard: key of `bijectors.masks.CHECKERBOARDS` ('masked').
+    checkerboard: 'masked' (full resolution on `b⊙x`) or 'squeezed' (same
+      partition on `space_to_depth(x, 2)`, s/t networks at half resolution;
+      odd sizes stay masked), a key of `bijectors.masks.CHECKERBOARDS`.
     prior: key of `prior.PRIORS`; `None`: 'class_conditional' when
       `num_classes` is set, else 'standard_normal'.
     dequantizer: `None` (inputs are dequantized pixels) or a key of

@@ -82,16 +82,18 @@ def affine(log_scale, shift):
   return Affine(log_scale, shift)
 
 
-def conditioner_input_channels(mask_type, channels, checkerboard="masked"):
-  """Channels the s/t network of a coupling receives."""
+def conditioner_input_channels(mask_type, channels, checkerboard="masked",
+                               spatial=None):
+  """Channels the s/t network of a coupling receives (at `(H, W)`)."""
   return masks.make_mask(mask_type, 0, checkerboard).conditioner_input_channels(
-      channels)
+      channels, spatial)
 
 
-def conditioner_output_channels(mask_type, channels, checkerboard="masked"):
-  """Channels of `s` and of `t` for a coupling."""
-  return masks.make_mask(mask_type, 0,
-                         checkerboard).conditioner_output_channels(channels)
+def conditioner_output_channels(mask_type, channels, checkerboard="masked",
+                                spatial=None):
+  """Channels of `s` and of `t` for a coupling (at `(H, W)`)."""
+  return masks.make_mask(mask_type, 0, checkerboard).conditioner_output_channels(
+      channels, spatial)
 
 
 class AffineCoupling(OnePassBijector):
@@ -126,7 +128,9 @@ class AffineCoupling(OnePassBijector):
       (except for a result of `forward` in the same evaluation, which the
       cache returns exactly).
     checkerboard: how a checkerboard coupling is computed, a key of
-      `masks.CHECKERBOARDS` ('masked': at full resolution on `b⊙x`).
+      `masks.CHECKERBOARDS`: 'masked' (full resolution on `b⊙x`) or
+      'squeezed' (the same partition on `space_to_depth(x, 2)`, the network
+      at half resolution; odd sizes fall back to 'masked').
     validate_args: unused (the channel count is checked statically).
     name: bijector name.
   """
@@ -188,7 +192,7 @@ class AffineCoupling(OnePassBijector):
     shift = tf.cast(shift, flat.dtype)
     log_scale = (None if self._additive or log_scale is None else
                  tf.cast(log_scale, flat.dtype))
-    bijector = affine(*self._mask.restrict(log_scale, shift))
+    bijector = affine(*self._mask.restrict(flat, log_scale, shift))
     if inverse:
       new = bijector.inverse(part)
       ldj = bijector.inverse_log_det_jacobian(part, event_ndims=3)

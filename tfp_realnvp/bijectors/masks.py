@@ -67,11 +67,12 @@ class CouplingMask:
       raise ValueError(f"parity must be 0 or 1, got {parity!r}")
     self.parity = int(parity)
 
-  def conditioner_input_channels(self, channels):
-    """Channels of the s/t network's input for a `C`-channel coupling."""
+  def conditioner_input_channels(self, channels, spatial=None):
+    """Channels of the s/t network's input for a `C`-channel coupling
+    (`spatial`: the `(H, W)` it runs at, for strategies that depend on it)."""
     raise NotImplementedError
 
-  def conditioner_output_channels(self, channels):
+  def conditioner_output_channels(self, channels, spatial=None):
     """Channels of `s` and of `t`."""
     raise NotImplementedError
 
@@ -85,8 +86,10 @@ class CouplingMask:
     """`x [N, H, W, C]` -> `(conditioner input, part to transform)`."""
     raise NotImplementedError
 
-  def restrict(self, log_scale, shift):
-    """`s`, `t` as the network gave them -> zero outside the changed part."""
+  def restrict(self, x, log_scale, shift):
+    """`s`, `t` as the network gave them for input `x` -> zero outside the
+    changed part."""
+    del x
     return log_scale, shift
 
   def merge(self, x, transformed):
@@ -100,10 +103,10 @@ class CheckerboardMask(CouplingMask):
 
   mask_type = CHECKERBOARD
 
-  def conditioner_input_channels(self, channels):
+  def conditioner_input_channels(self, channels, spatial=None):
     return channels + 1  # b⊙x and the mask itself
 
-  def conditioner_output_channels(self, channels):
+  def conditioner_output_channels(self, channels, spatial=None):
     return channels
 
   def _mask(self, x):
@@ -121,7 +124,7 @@ class CheckerboardMask(CouplingMask):
         [masked, tf.broadcast_to(mask, tf.shape(masked[..., :1]))], axis=-1)
     return conditioner_input, x
 
-  def restrict(self, log_scale, shift):
+  def restrict(self, x, log_scale, shift):
     inv_mask = 1.0 - self._mask(shift)
     return (None if log_scale is None else log_scale * inv_mask,
             shift * inv_mask)
@@ -137,10 +140,10 @@ class ChannelMask(CouplingMask):
 
   mask_type = CHANNEL
 
-  def conditioner_input_channels(self, channels):
+  def conditioner_input_channels(self, channels, spatial=None):
     return channels // 2
 
-  def conditioner_output_channels(self, channels):
+  def conditioner_output_channels(self, channels, spatial=None):
     return channels - channels // 2
 
   def check(self, x, name):
@@ -166,8 +169,72 @@ class ChannelMask(CouplingMask):
     return tf.concat(parts, axis=-1)
 
 
+class SqueezedCheckerboardMask(CheckerboardMask):
+  """The checkerboard partition computed at half resolution.
+
+  With `tf.nn.space_to_depth(x, 2)` (channel `(dy·2 + dx)·C + c`) the
+  checkerboard is a channel partition: parity 0 (`(i + j)` even) is
+  channels `[0, C) ∪ [3C, 4C)`, parity 1 is `[C, 3C)`. The same pixels
+  condition the same pixels as `CheckerboardMask`, but the s/t network runs
+  on the `2C` conditioning channels at `H/2 × W/2` (a quarter of the
+  positions, no masked zeros) and returns `s`, `t` for the other `2C`;
+  `merge` maps back with `depth_to_space`. (The authors' TF1 code orders
+  its squeeze the same way, `squeeze_2x2_ordered`.)
+
+  Rule for odd sizes: a 2×2 squeeze needs even H and W, so a coupling whose
+  input has an odd (or statically unknown) height or width is computed as
+  the masked `CheckerboardMask` at full resolution (`C + 1` in, `C` out),
+  e.g. the 7×7 last scale of a 28×28 model. `plan` and the coupling apply
+  the same rule from the static shape.
+  """
+
+  @staticmethod
+  def squeezable(spatial):
+    """True when `(H, W)` are both known and even."""
+    return (spatial is not None and None not in tuple(spatial) and
+            all(int(d) % 2 == 0 for d in spatial))
+
+  def conditioner_input_channels(self, channels, spatial=None):
+    if spatial is not None and not self.squeezable(spatial):
+      return super().conditioner_input_channels(channels)
+    return 2 * channels
+
+  def conditioner_output_channels(self, channels, spatial=None):
+    if spatial is not None and not self.squeezable(spatial):
+      return super().conditioner_output_channels(channels)
+    return 2 * channels
+
+  def _halves(self, x):
+    """(conditioning, changed) halves of the squeezed `x`."""
+    b0, b1, b2, b3 = tf.split(tf.nn.space_to_depth(x, 2), 4, axis=-1)
+    even = tf.concat([b0, b3], axis=-1)  # (0,0), (1,1): (i + j) even
+    odd = tf.concat([b1, b2], axis=-1)   # (0,1), (1,0): (i + j) odd
+    return (even, odd) if self.parity == 0 else (odd, even)
+
+  def split(self, x):
+    if not self.squeezable(x.shape[1:3]):
+      return super().split(x)
+    return self._halves(x)
+
+  def restrict(self, x, log_scale, shift):
+    if not self.squeezable(x.shape[1:3]):
+      return super().restrict(x, log_scale, shift)
+    return log_scale, shift
+
+  def merge(self, x, transformed):
+    if not self.squeezable(x.shape[1:3]):
+      return super().merge(x, transformed)
+    conditioning, _ = self._halves(x)
+    even, odd = ((conditioning, transformed) if self.parity == 0 else
+                 (transformed, conditioning))
+    b0, b3 = tf.split(even, 2, axis=-1)
+    b1, b2 = tf.split(odd, 2, axis=-1)
+    return tf.nn.depth_to_space(tf.concat([b0, b1, b2, b3], axis=-1), 2)
+
+
 # `checkerboard=` option -> the strategy of the checkerboard couplings.
-CHECKERBOARDS = {"masked": CheckerboardMask}
+CHECKERBOARDS = {"masked": CheckerboardMask,
+                 "squeezed": SqueezedCheckerboardMask}
 
 
 def make_mask(mask_type, parity, checkerboard="masked"):

@@ -127,8 +127,8 @@ def plan(image_shape, num_scales, checkerboard="masked"):
     mask = masks.make_mask(mask_type, parity, checkerboard)
     index = sum(s.kind == COUPLING for s in steps)
     steps.append(Step(COUPLING, scale, shape, mask_type, parity, index,
-                      mask.conditioner_input_channels(shape[2]),
-                      mask.conditioner_output_channels(shape[2])))
+                      mask.conditioner_input_channels(shape[2], shape[:2]),
+                      mask.conditioner_output_channels(shape[2], shape[:2])))
 
   for scale in range(num_scales):
     last = scale == num_scales - 1

@@ -24,8 +24,10 @@ FIELDS = {
     "num_filters": (32, "filters", "feature maps at the finest scale (doubled "
                     "per scale), or one width per scale: 16,32,56"),
     "coupling": ("affine", str, "affine (Real NVP) or additive (NICE)"),
-    "checkerboard": ("masked", str, "how checkerboard couplings are computed "
-                     "(masked: full resolution on b*x)"),
+    "checkerboard": ("masked", str, "how checkerboard couplings are computed: "
+                     "masked (full resolution on b*x) or squeezed (the same "
+                     "partition on the 2x2-squeezed tensor, s/t networks at "
+                     "half resolution)"),
     "dequantizer": ("none", str, "none (the input pipeline adds U[0,1) noise) "
                     "or uniform (the pipeline feeds integer levels and the "
                     "model dequantizes them)"),
