@@ -46,6 +46,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8"],
+        # `python -m bench`'s PyTorch peers. torch pinned to the CPU build
+        # that pip takes from this machine's disk (any torch without a
+        # version pulls a multi-GB CUDA build from PyPI).
+        "bench": ["torch==2.13.0", "normflows==1.7.3"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",

@@ -10,8 +10,10 @@ by a recorded command and were removed (2026-12-01); time the layouts with
 Ours: `tfp_realnvp.RealNVP`, 3 scales when the side allows, 1 residual
 block, per-scale widths `(f, 2f, w)`: the smallest finest-scale width `f`
 (compute is at full resolution) for which some coarsest width `w` in
-`[2f, 4f]` lands within 5% of the target (parameters sit at the coarsest
-scale). Peer: TFP's `tfb.Glow` with `GlowDefaultNetwork` couplings,
+`[f, 16f]` lands within 5% of the target (parameters sit at the coarsest
+scale); when none does, `f` = 8 with any `w`.
+`python -m bench.models` prints the layouts found for 0.2M-5M
+parameters on 28×28×1, 32×32×3 and 64×64×3. Peer: TFP's `tfb.Glow` with `GlowDefaultNetwork` couplings,
 `GlowDefaultExitNetwork` exits, 2 blocks of 8 steps, its width searched to
 *our* parameter count, in a `tfd.TransformedDistribution` over a standard
 normal; the same peer layout on every workload so ratios compare.
@@ -35,35 +37,60 @@ OURS_BLOCKS = 1
 
 def ours(shape, target=None, **config):
   """(model, parameters, num_filters) nearest `target` parameters (see the
-  module docstring; `config` adds e.g. `mixed_precision`), or the fixed
-  `config` when `target` is None."""
+  module docstring; `config` adds e.g. `mixed_precision`, `checkerboard`),
+  or the fixed `config` when `target` is None. Raises ValueError naming the
+  reachable range when no layout lands within 5%."""
   import tfp_realnvp  # pylint: disable=import-outside-toplevel
   if target is None:
     model = tfp_realnvp.RealNVP(shape, **config)
     return model, model.count_params(), config["num_filters"]
   scales = _num_scales(shape)
+  cache = {}
 
   def build(finest, coarsest):
-    widths = [finest * 2 ** s for s in range(scales - 1)] + [coarsest]
-    model = tfp_realnvp.RealNVP(shape, num_scales=scales,
-                                num_res_blocks=OURS_BLOCKS,
-                                num_filters=widths, **config)
-    return model, model.count_params(), widths
+    if (finest, coarsest) not in cache:
+      widths = [finest * 2 ** s for s in range(scales - 1)] + [coarsest]
+      model = tfp_realnvp.RealNVP(shape, num_scales=scales,
+                                  num_res_blocks=OURS_BLOCKS,
+                                  num_filters=widths, **config)
+      cache[(finest, coarsest)] = (model, model.count_params(), widths)
+    return cache[(finest, coarsest)]
 
-  for finest in range(2 * WIDTH_STEP, 513, WIDTH_STEP):
-    low = 2 ** (scales - 2) * finest
-    if build(finest, 2 * low)[1] < 0.95 * target:
+  smallest, overshot = None, False
+  for finest, step in [(f, WIDTH_STEP) for f in range(
+      WIDTH_STEP, 513, WIDTH_STEP)] + [(WIDTH_STEP, 1)]:
+    if overshot and step == WIDTH_STEP:
+      continue
+    # Coarsest width from the finest one up to 16× it (parameters sit at
+    # the coarsest scale, compute at the finest): a binary search for the
+    # first layout above the target, then the nearer of it and the one
+    # below. Parameters grow with both widths.
+    grid = list(range(finest, 16 * finest + 1, step))
+    if smallest is None:
+      smallest = build(finest, grid[0])[1]
+    if build(finest, grid[-1])[1] < 0.95 * target:
       continue  # even the widest coarsest scale is too small
-    best = None
-    for coarsest in range(low, 2 * low + 1, WIDTH_STEP):
-      candidate = build(finest, coarsest)
-      if best is None or abs(candidate[1] - target) < abs(best[1] - target):
-        best = candidate
-      if candidate[1] > target:
-        break
+    if build(finest, grid[0])[1] > 1.05 * target:
+      # Every wider finest scale is larger still. Last, the narrowest
+      # finest scale with any coarsest width (a step of 8 there moves the
+      # count by up to ~20% near 0.2M on 3 channels; the coarsest scale is
+      # 7×7 or 8×8, where vector alignment matters least).
+      overshot = True
+      continue
+    lo, hi = 0, len(grid) - 1
+    while lo < hi:
+      mid = (lo + hi) // 2
+      if build(finest, grid[mid])[1] < target:
+        lo = mid + 1
+      else:
+        hi = mid
+    candidates = [build(finest, grid[i]) for i in {max(lo - 1, 0), lo}]
+    best = min(candidates, key=lambda c: abs(c[1] - target))
     if abs(best[1] - target) <= 0.05 * target:
       return best
-  raise ValueError(f"no layout of ours within 5% of {target} parameters")
+  raise ValueError(
+      f"no layout of ours within 5% of {target:,} parameters for "
+      f"{tuple(shape)} (smallest layout: {smallest:,})")
 
 
 def glow(shape, target):
@@ -137,3 +164,38 @@ def export_glow(dist, shape, path, batch_sizes=(1, 64)):
       for n in batch_sizes}
   tf.saved_model.save(module, path, signatures=signatures)
   return path
+
+
+LAYOUT_SHAPES = ((28, 28, 1), (32, 32, 3), (64, 64, 3))
+# 25 targets from 0.2M to 5M, each 14.4% above the one before.
+LAYOUT_TARGETS = tuple(0.2e6 * 25 ** (i / 24) for i in range(25))
+
+
+def main(argv=None):
+  """`python -m bench.models [--checkerboard masked,squeezed]`: the layout
+  `ours` finds for each target in LAYOUT_TARGETS on LAYOUT_SHAPES."""
+  import argparse  # pylint: disable=import-outside-toplevel
+  p = argparse.ArgumentParser(prog="python -m bench.models",
+                              description=main.__doc__.split("\n")[0])
+  p.add_argument("--checkerboard", default="masked,squeezed")
+  args = p.parse_args(argv)
+  print("| checkerboard | shape | target | parameters | off by | widths |")
+  print("|---|---|---|---|---|---|")
+  misses = 0
+  for checkerboard in args.checkerboard.split(","):
+    for shape in LAYOUT_SHAPES:
+      for target in LAYOUT_TARGETS:
+        try:
+          _, n, widths = ours(shape, int(target), checkerboard=checkerboard)
+          row = f"{n:,} | {100 * (n - target) / target:+.1f}% | {widths}"
+        except ValueError as e:
+          misses += 1
+          row = f"none | – | {e}"
+        print(f"| {checkerboard} | {'×'.join(map(str, shape))} | "
+              f"{int(target):,} | {row} |", flush=True)
+  return 1 if misses else 0
+
+
+if __name__ == "__main__":
+  import sys  # pylint: disable=import-outside-toplevel
+  sys.exit(main())

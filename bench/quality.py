@@ -1,9 +1,14 @@
 """Quality per wall-clock time: MNIST test bits/dim after a fixed budget.
 
-    python -m bench.quality --minutes 10            # ours, then tfb.Glow
-    python -m bench.quality --minutes 2 --impls ours
+    python -m bench.quality --minutes 10     # ours masked, ours squeezed
+    python -m bench.quality --minutes 10 --impls ours,nf_glow,tfp_glow
+    python -m bench.quality --minutes 10 --checkerboard squeezed \
+        --mixed_precision none,mixed_bfloat16
 
-Both contestants get the same data (`training.data.load("mnist")` from the
+Contestants (`--impls`): `ours` once per `--checkerboard` and
+`--mixed_precision`, normflows Glow / Real NVP (`nf_glow`, `nf_realnvp`,
+`bench.torch_peers`, fed the same batches as numpy) and TFP's `tfp_glow`.
+Every contestant gets the same data (`training.data.load("mnist")` from the
 tfds copy in `../shared/data/tfds`: dequantized pixels in [0, 256), batch
 64, shuffled), the same optimizer (Adam 1e-3) and ~0.5M parameters (the
 bench's `small` preset), and train for `--minutes` of wall-clock time from
@@ -22,14 +27,15 @@ import subprocess
 import sys
 import time
 
-from bench import SHARED_TFDS, models
+from bench import SHARED_TFDS, cpu_model, models
 
 SHAPE = (28, 28, 1)
 TARGET = 0.5e6
 BATCH = 64
 
 
-def run_one(impl, minutes, data_dir):
+def run_one(impl, minutes, data_dir, checkerboard="masked",
+            mixed_precision=None):
   start = time.perf_counter()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -41,7 +47,10 @@ def run_one(impl, minutes, data_dir):
   dims = float(np.prod(SHAPE))
   if impl == "ours":
     import keras  # pylint: disable=import-outside-toplevel
-    model, params, _ = models.ours(SHAPE, TARGET)
+    config = {"checkerboard": checkerboard}
+    if mixed_precision:
+      config["mixed_precision"] = mixed_precision
+    model, params, _ = models.ours(SHAPE, TARGET, **config)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
 
     class Budget(keras.callbacks.Callback):
@@ -56,6 +65,30 @@ def run_one(impl, minutes, data_dir):
               callbacks=[Budget()], verbose=0)
     steps = Budget.steps
     nll = tf.function(lambda x: -model.log_prob(x))
+  elif impl in ("nf_glow", "nf_realnvp"):
+    from bench import torch_peers  # pylint: disable=import-outside-toplevel
+    torch = torch_peers.configure_torch()
+    flow, params, _ = torch_peers.build_flow(impl, SHAPE, TARGET)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-3)
+    shift = dims * math.log(256.0)
+
+    def scaled(x):  # NHWC pixels in [0, 256) → NCHW x/256 − 0.5
+      return torch.from_numpy(np.transpose(x.numpy(), (0, 3, 1, 2)) /
+                              256.0 - 0.5).float()
+
+    steps = 0
+    for x in pipelines.train.repeat():
+      optimizer.zero_grad(set_to_none=True)
+      loss = -torch.mean(flow.log_prob(scaled(x), None) - shift)
+      loss.backward()
+      optimizer.step()
+      steps += 1
+      if time.perf_counter() - start >= budget:
+        break
+
+    def nll(x):
+      with torch.no_grad():
+        return tf.constant((shift - flow.log_prob(scaled(x), None)).numpy())
   else:
     dist, _, params, _ = models.glow(SHAPE, TARGET)
     step = models.glow_train_step(dist, SHAPE)
@@ -75,48 +108,76 @@ def run_one(impl, minutes, data_dir):
     finite = finite and bool(np.all(np.isfinite(values)))
     total += float(np.sum(values))
     count += len(values)
-  return {"impl": impl, "parameters": int(params), "minutes": minutes,
+  return {"impl": impl, "checkerboard": checkerboard if impl == "ours" else
+          None, "mixed_precision": mixed_precision if impl == "ours" else
+          None, "parameters": int(params), "minutes": minutes,
           "train_seconds": train_seconds, "steps": steps,
           "images_seen": steps * BATCH, "test_images": count,
           "all_test_log_probs_finite": finite,
           "test_bits_per_dim": total / count / (dims * math.log(2.0))}
 
 
+def _label(row):
+  parts = [row["impl"], row.get("checkerboard"), row.get("mixed_precision")]
+  return " ".join(p for p in parts if p)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(prog="python -m bench.quality",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--minutes", type=float, default=10.0)
-  p.add_argument("--impls", default="ours,peer")
+  p.add_argument("--impls", default="ours",
+                 help="comma list of ours, nf_glow, nf_realnvp, tfp_glow")
+  p.add_argument("--checkerboard", default="masked,squeezed",
+                 help="comma list: our checkerboard couplings to train")
+  p.add_argument("--mixed_precision", default="none",
+                 help="comma list: none (float32), mixed_bfloat16, "
+                      "mixed_float16 (ours only)")
   p.add_argument("--data_dir", default=SHARED_TFDS,
                  help="tfds data_dir holding a prepared mnist")
   p.add_argument("--one", help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.one:
-    print(json.dumps(run_one(args.one, args.minutes, args.data_dir)),
-          flush=True)
+    impl, checkerboard, precision = json.loads(args.one)
+    print(json.dumps(run_one(impl, args.minutes, args.data_dir, checkerboard,
+                             precision)), flush=True)
     return 0
   if not os.path.isdir(os.path.join(args.data_dir, "mnist")):
     p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
-  rows = []
+  runs = []
   for impl in args.impls.split(","):
+    if impl not in ("ours", "nf_glow", "nf_realnvp", "tfp_glow"):
+      p.error(f"--impls: unknown {impl!r}")
+    if impl != "ours":
+      runs.append((impl, None, None))
+      continue
+    for checkerboard in args.checkerboard.split(","):
+      for precision in args.mixed_precision.split(","):
+        runs.append((impl, checkerboard,
+                     None if precision == "none" else precision))
+  rows = []
+  for run in runs:  # one after the other: never two at once
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.quality", "--one", impl, "--minutes",
-         str(args.minutes), "--data_dir", args.data_dir],
+        [sys.executable, "-m", "bench.quality", "--one", json.dumps(run),
+         "--minutes", str(args.minutes), "--data_dir", args.data_dir],
         capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     row = (json.loads(lines[-1]) if lines and not proc.returncode else
-           {"impl": impl, "error": proc.stderr.strip().splitlines()[-1:]})
+           {"impl": run[0], "checkerboard": run[1], "mixed_precision": run[2],
+            "error": proc.stderr.strip().splitlines()[-1:]})
     print(json.dumps(row), flush=True)
     rows.append(row)
-  print("\n| impl | params | budget min | steps | images seen | "
-        "test bits/dim |")
-  print("|---|---|---|---|---|---|")
+  print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()}, {os.cpu_count()} "
+        "cores; batch 64, Adam 1e-3, MNIST test (10,000 images)")
+  print("\n| contestant | params | budget min | train s | steps | images "
+        "seen | test bits/dim |")
+  print("|---|---|---|---|---|---|---|")
   for r in rows:
     if "error" in r:
-      print(f"| {r['impl']} | error: {r['error']} |||||")
+      print(f"| {_label(r)} | error: {r['error']} ||||||")
       continue
-    print(f"| {r['impl']} | {r['parameters']:,} | {r['minutes']:g} | "
-          f"{r['steps']} | {r['images_seen']:,} | "
+    print(f"| {_label(r)} | {r['parameters']:,} | {r['minutes']:g} | "
+          f"{r['train_seconds']:.0f} | {r['steps']} | {r['images_seen']:,} | "
           f"{r['test_bits_per_dim']:.3f} |")
   return 0
 

@@ -119,3 +119,20 @@ def test_squeezed_mirrored_strategy_matches_single_device():
   assert abs(single - mirrored) <= 1e-5 * abs(single)
   assert result["relative_update_difference"] < 1e-5
   assert result["relative_moving_stat_difference"] < 1e-5
+
+
+def test_config_round_trip_keeps_the_checkerboard():
+  for checkerboard in ("masked", "squeezed"):
+    model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_res_blocks=1,
+                                num_filters=8, checkerboard=checkerboard)
+    config = model.get_config()
+    assert config["checkerboard"] == checkerboard
+    assert tfp_realnvp.RealNVP.from_config(config).checkerboard == checkerboard
+  # A config written before the option existed describes masked couplings,
+  # whatever the default is now (its weights only fit those).
+  del config["checkerboard"]
+  old = tfp_realnvp.RealNVP.from_config(config)
+  assert old.checkerboard == "masked"
+  assert old.count_params() == tfp_realnvp.RealNVP(
+      (8, 8, 1), num_scales=2, num_res_blocks=1, num_filters=8,
+      checkerboard="masked").count_params()

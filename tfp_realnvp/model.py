@@ -198,6 +198,14 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     self.bits_per_dim_tracker.update_state(self._nats_to_bits_per_dim(-y_pred))
     return super().compute_metrics(x, y, y_pred, sample_weight)
 
+  @classmethod
+  def from_config(cls, config):
+    """A model from `get_config()`; a config saved before `checkerboard`
+    existed describes masked checkerboard couplings."""
+    config = dict(config)
+    config.setdefault("checkerboard", "masked")
+    return cls(**config)
+
   def get_config(self):
     keys = ("name trainable num_scales num_res_blocks num_filters coupling "
             "use_batch_norm num_classes alpha bn_momentum bn_epsilon "
