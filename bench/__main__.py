@@ -28,6 +28,12 @@ first pass. Contestants (`--impls`): `ours` once per `--checkerboard`
 PyTorch with `torch.set_flush_denormal(True)`, threads = cores; the Real
 NVP with a sigmoid scale, see there); `tfp_glow` (`bench.models.glow`).
 
+Run it from a copy of the tree you do not edit meanwhile: AutoGraph reads a
+function's source from disk when it traces, so a file edited during a run
+can make a later trace read the wrong lines (seen on 2026-12-02: a
+10-minute `bench.quality` run lost at its final trace with `TypeError:
+...tf__get_config() takes ... 2 were given`).
+
 Figures per workload (`mnist` 28×28×1, `cifar` 32×32×3): training images/s
 (a full optimizer step: forward, log-det, backward, Adam; ours through
 Keras `fit`'s own train function), `log_prob` images/s in inference,
