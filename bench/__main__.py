@@ -68,6 +68,7 @@ adds the FLOP counts, which need no timing either.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -623,13 +624,6 @@ def _fmt(value, spec=".0f"):
   return "–" if value is None else format(value, spec)
 
 
-def _median(values):
-  values = sorted(values)
-  mid = len(values) // 2
-  return (values[mid] if len(values) % 2 else
-          0.5 * (values[mid - 1] + values[mid]))
-
-
 def _label(row):
   """`ours masked`, `ours squeezed mixed_bfloat16`, `nf_glow`, ..."""
   parts = [row["impl"]]
@@ -690,7 +684,7 @@ def _table(rows, machine):
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in extras:
       w, p, label = r["workload"], r["preset"], _label(r)
-      rate = _median([_best(ok, label, "train_images_per_second", w, p, n)
+      rate = statistics.median([_best(ok, label, "train_images_per_second", w, p, n)
                       for n in passes if _best(
                           ok, label, "train_images_per_second", w, p, n)])
       gflops = r["train_mflops_per_image"] * rate / 1e3
@@ -719,7 +713,7 @@ def _table(rows, machine):
       for key in FIGURES:
         vals = [v for v in (_best(ok, label, key, w, p, n) for n in passes)
                 if v]
-        medians.append(_median(vals) if vals else None)
+        medians.append(statistics.median(vals) if vals else None)
       ratio_cells = []
       for peer in peers:
         if not label.startswith("ours"):
@@ -731,7 +725,7 @@ def _table(rows, machine):
               (_best(ok, label, key, w, p, n), _best(ok, peer, key, w, p, n))
               for n in passes) if a and b]
           parts.append("–" if not per_pass else
-                       f"**{_median(per_pass):.2f}×** (" + ", ".join(
+                       f"**{statistics.median(per_pass):.2f}×** (" + ", ".join(
                            f"{v:.2f}" for v in per_pass) + ")")
         ratio_cells.append(" / ".join(parts))
       print(f"| {w} | {p} | {label} | {params:,} | " +

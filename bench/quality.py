@@ -28,6 +28,7 @@ import sys
 import time
 
 from bench import SHARED_TFDS, cpu_model, models
+from bench.__main__ import IMPLS
 
 SHAPE = (28, 28, 1)
 TARGET = 0.5e6
@@ -70,17 +71,14 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
     torch = torch_peers.configure_torch()
     flow, params, _ = torch_peers.build_flow(impl, SHAPE, TARGET)
     optimizer = torch.optim.Adam(flow.parameters(), lr=1e-3)
-    shift = dims * math.log(256.0)
 
-    def scaled(x):  # NHWC pixels in [0, 256) → NCHW x/256 − 0.5
-      return torch.from_numpy(np.transpose(x.numpy(), (0, 3, 1, 2)) /
-                              256.0 - 0.5).float()
+    def model_space(x):
+      return torch_peers.to_model_space(torch, x.numpy())
 
     steps = 0
     for x in pipelines.train.repeat():
       optimizer.zero_grad(set_to_none=True)
-      loss = -torch.mean(flow.log_prob(scaled(x), None) - shift)
-      loss.backward()
+      torch.mean(torch_peers.pixel_nll(flow, model_space(x), SHAPE)).backward()
       optimizer.step()
       steps += 1
       if time.perf_counter() - start >= budget:
@@ -88,7 +86,8 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
 
     def nll(x):
       with torch.no_grad():
-        return tf.constant((shift - flow.log_prob(scaled(x), None)).numpy())
+        return tf.constant(torch_peers.pixel_nll(flow, model_space(x),
+                                                 SHAPE).numpy())
   else:
     dist, _, params, _ = models.glow(SHAPE, TARGET)
     step = models.glow_train_step(dist, SHAPE)
@@ -127,7 +126,7 @@ def main(argv=None):
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--minutes", type=float, default=10.0)
   p.add_argument("--impls", default="ours",
-                 help="comma list of ours, nf_glow, nf_realnvp, tfp_glow")
+                 help=f"comma list of {', '.join(IMPLS)}")
   p.add_argument("--checkerboard", default="masked,squeezed",
                  help="comma list: our checkerboard couplings to train")
   p.add_argument("--mixed_precision", default="none",
@@ -146,8 +145,8 @@ def main(argv=None):
     p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
   runs = []
   for impl in args.impls.split(","):
-    if impl not in ("ours", "nf_glow", "nf_realnvp", "tfp_glow"):
-      p.error(f"--impls: unknown {impl!r}")
+    if impl not in IMPLS:
+      p.error(f"--impls: unknown {impl!r}; expected some of {list(IMPLS)}")
     if impl != "ours":
       runs.append((impl, None, None))
       continue

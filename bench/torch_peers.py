@@ -49,37 +49,8 @@ def configure_torch():
   return torch
 
 
-def _step_class():
-  """A sequence of flows with a per-example log-det, as `GlowBlock` keeps
-  it (ActNorm alone returns one log-det for the whole batch)."""
-  import normflows as nf  # pylint: disable=import-outside-toplevel
-  import torch  # pylint: disable=import-outside-toplevel
-
-  class Step(nf.flows.Flow):
-
-    def __init__(self, flows):
-      super().__init__()
-      self.flows = torch.nn.ModuleList(flows)
-
-    def forward(self, z):
-      total = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
-      for flow in self.flows:
-        z, log_det = flow(z)
-        total = total + log_det
-      return z, total
-
-    def inverse(self, z):
-      total = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
-      for flow in reversed(self.flows):
-        z, log_det = flow.inverse(z)
-        total = total + log_det
-      return z, total
-  return Step
-
-
 def _flow(kind, shape, hidden, scale_map):
   import normflows as nf  # pylint: disable=import-outside-toplevel
-  _Step = _step_class()  # pylint: disable=invalid-name
   height, width, channels = shape
   levels, steps = _levels(shape), STEPS_PER_LEVEL
   q0, merges, flows = [], [], []
@@ -100,9 +71,11 @@ def _flow(kind, shape, hidden, scale_map):
       c_out = 2 * (c if checker else c // 2)
       net = nf.nets.ConvNet2d((c_in, hidden, hidden, c_out), (3, 1, 3),
                               0.0, True)
-      level.append(_Step([nf.flows.AffineCouplingBlock(
+      # Composite keeps a per-example log-det (ActNorm alone returns one
+      # for the whole batch), as GlowBlock does.
+      level.append(nf.flows.Composite([nf.flows.AffineCouplingBlock(
           net, scale=True, scale_map=scale_map, split_mode=mode),
-                          nf.flows.ActNorm((c, 1, 1))]))
+                                       nf.flows.ActNorm((c, 1, 1))]))
     level.append(nf.flows.Squeeze())
     flows.append(level)
     if i > 0:
@@ -114,6 +87,18 @@ def _flow(kind, shape, hidden, scale_map):
       latent = (channels * 2 * factor, height // factor, width // factor)
     q0.append(nf.distributions.GlowBase(latent))
   return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
+
+
+def to_model_space(torch, pixels):
+  """NHWC dequantized pixels in [0, 256) (numpy) → the NCHW x/256 − 0.5
+  float32 tensor the peers model."""
+  return torch.from_numpy(np.ascontiguousarray(
+      np.transpose(pixels, (0, 3, 1, 2)), np.float32)) / 256.0 - 0.5
+
+
+def pixel_nll(flow, y, shape):
+  """−log p(x) in nats per image, pixel units: −(log p(y) − D·log 256)."""
+  return float(np.prod(shape)) * float(np.log(256.0)) - flow.log_prob(y, None)
 
 
 def build_flow(kind, shape, target, scale_map="sigmoid"):
@@ -142,16 +127,12 @@ def build(spec, shape, batch):
   target = spec.get("target") or PRESETS[spec["preset"]]
   flow, params, hidden = build_flow(spec["impl"], shape, target,
                                     spec.get("scale_map", "sigmoid"))
-  dims = float(np.prod(shape))
-  shift = dims * float(np.log(256.0))
   rng = np.random.default_rng(0)
-  pixels = rng.uniform(0, 256, (batch,) + tuple(shape)).astype(np.float32)
-  # NCHW, scaled as the model sees it.
-  y = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous() / 256.0 - 0.5
+  y = to_model_space(torch, rng.uniform(0, 256, (batch,) + tuple(shape)))
   optimizer = torch.optim.Adam(flow.parameters(), lr=1e-3)
 
   def loss_fn(t):
-    return -torch.mean(flow.log_prob(t, None) - shift)
+    return torch.mean(pixel_nll(flow, t, shape))
 
   def train():
     optimizer.zero_grad(set_to_none=True)
@@ -162,7 +143,7 @@ def build(spec, shape, batch):
 
   def log_prob():
     with torch.no_grad():
-      return flow.log_prob(y, None) - shift
+      return -pixel_nll(flow, y, shape)
 
   def sample(n=batch):
     with torch.no_grad():
