@@ -4,6 +4,19 @@
     python -m bench.quality --minutes 10 --impls ours,nf_glow,tfp_glow
     python -m bench.quality --minutes 10 --checkerboard squeezed \
         --mixed_precision none,mixed_bfloat16
+    python -m bench.quality --minutes 10 --configs mnist_fast \
+        --impls nf_glow,nf_realnvp        # realnvp-train vs the peers
+    python -m bench.quality --minutes 10 --ablation --impls none
+
+`--configs NAME[,NAME...]` adds contestants trained by the training app
+itself, `realnvp-train --config NAME --max_train_minutes M` (its own
+optimizer, schedule, EMA, dequantizer, validation and best checkpoint), in
+a fresh run directory, no export; the row reports the run's metrics.json:
+`train_seconds` (the wall time of fit), steps, test bits/dim and, when the
+config sets `test_iw_samples` (or `--iw_samples`), the importance-weighted
+figure. The peers are then sized to the first config's parameter count
+(unless `--params`). `--ablation` adds the levers of `mnist_fast` one at a
+time to its plain-paper baseline (`ABLATION`), and all of them together.
 
 Contestants (`--impls`): `ours` once per `--checkerboard` and
 `--mixed_precision`, normflows Glow / Real NVP (`nf_glow`, `nf_realnvp`,
@@ -12,7 +25,8 @@ Every contestant gets the same data (`training.data.load("mnist")` from the
 tfds copy in `../shared/data/tfds`: dequantized pixels in [0, 256), batch
 64, shuffled), the same optimizer (Adam 1e-3) and ~0.5M parameters (the
 bench's `small` preset), and train for `--minutes` of wall-clock time from
-process start to the last step (tracing included: it is the user's time).
+the first training step to the last (tracing included: it is the user's
+time; imports and the data pipeline's construction are not).
 Then the full 10,000-image test split is scored with the same stateless
 dequantization noise: bits/dim = −log p(x) / (D ln 2) in pixel units (Glow
 models x/256 − 0.5, so its log-density is shifted by −D log 256). Each
@@ -35,9 +49,78 @@ TARGET = 0.5e6
 BATCH = 64
 
 
+# The levers of `mnist_fast` (README "Bits/dim per minute"), each added
+# alone to BASELINE (the paper's plain recipe on mnist_fast's architecture).
+BASELINE = {"ema_decay": 0.0, "optimizer": "adam", "learning_rate": 1e-3,
+            "warmup_steps": 0, "lr_decay": "none", "decay_steps": 0,
+            "lr_decay_rate": 0.0, "bn_lag": 0.0, "dequantizer": "none"}
+ABLATION = {
+    "ema": {"ema_decay": 0.999},
+    "warmup+cosine lr 2e-3": {"learning_rate": 2e-3, "warmup_steps": 200,
+                              "lr_decay": "cosine", "decay_steps": 3500,
+                              "lr_decay_rate": 0.05},
+    "adamax": {"optimizer": "adamax", "learning_rate": 2e-3},
+    "bn_lag 0.95": {"bn_lag": 0.95},
+    "variational dequantization": {"dequantizer": "variational"},
+}
+
+
+def ablation_runs(config="mnist_fast"):
+  """(label, config name, overrides) of the ablation: baseline, each lever
+  alone, all levers (later levers win where two set the same key: adamax's
+  learning rate equals the schedule's peak)."""
+  runs = [("baseline (paper recipe)", config, dict(BASELINE))]
+  everything = dict(BASELINE)
+  for label, lever in ABLATION.items():
+    runs.append((f"+ {label}", config, dict(BASELINE, **lever)))
+    everything.update(lever)
+  runs.append(("all levers", config, everything))
+  return runs
+
+
+def run_config(name, overrides, minutes, data_dir, iw_samples=None,
+               keep_dir=None):
+  """`realnvp-train --config name --max_train_minutes minutes` (+ overrides)
+  in a fresh run directory (`keep_dir`, else a temporary one); the row of
+  its metrics.json."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  from training import configs  # pylint: disable=import-outside-toplevel
+  from training import train  # pylint: disable=import-outside-toplevel
+  config = configs.load(name)
+  config.update(overrides)
+  config.update(max_train_minutes=minutes, export=False)
+  if iw_samples is not None:
+    config["test_iw_samples"] = iw_samples
+  with tempfile.TemporaryDirectory() as tmp:
+    metrics = train.run(config, output_dir=keep_dir or os.path.join(tmp, "run"),
+                        data_dir=data_dir, download=data_dir is None,
+                        verbose=0)
+  key = next(k for k in metrics if k.startswith("test_") and
+             k.endswith("bits_per_dim") and "importance" not in k)
+  steps = metrics["train_steps"]
+  return {"impl": "realnvp-train", "config": name, "overrides": overrides,
+          "parameters": metrics["num_parameters"], "minutes": minutes,
+          "train_seconds": metrics["train_seconds"], "steps": steps,
+          "images_seen": steps * config["batch_size"],
+          "test_images": None if config["test_steps"] else 10000,
+          "bound": key[len("test_"):],
+          "test_bits_per_dim": metrics[key],
+          "iw_samples": metrics.get("test_iw_samples"),
+          "test_iw_bits_per_dim": metrics.get(
+              "test_importance_weighted_bits_per_dim"),
+          "run_dir": keep_dir}
+
+
+def config_parameters(name, overrides=None):
+  """Parameter count of the model a config describes, on MNIST."""
+  from training import configs  # pylint: disable=import-outside-toplevel
+  from training import train  # pylint: disable=import-outside-toplevel
+  config = dict(configs.load(name), **(overrides or {}))
+  return train.build_model(config, SHAPE, 10).count_params()
+
+
 def run_one(impl, minutes, data_dir, checkerboard="masked",
-            mixed_precision=None):
-  start = time.perf_counter()
+            mixed_precision=None, target=TARGET):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -45,13 +128,14 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
   pipelines = data.load("mnist", batch_size=BATCH, seed=0,
                         data_dir=data_dir, download=False)
   budget = 60.0 * minutes
+  start = time.perf_counter()
   dims = float(np.prod(SHAPE))
   if impl == "ours":
     import keras  # pylint: disable=import-outside-toplevel
     config = {"checkerboard": checkerboard}
     if mixed_precision:
       config["mixed_precision"] = mixed_precision
-    model, params, _ = models.ours(SHAPE, TARGET, **config)
+    model, params, _ = models.ours(SHAPE, target, **config)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
 
     class Budget(keras.callbacks.Callback):
@@ -69,7 +153,7 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
   elif impl in ("nf_glow", "nf_realnvp"):
     from bench import torch_peers  # pylint: disable=import-outside-toplevel
     torch = torch_peers.configure_torch()
-    flow, params, _ = torch_peers.build_flow(impl, SHAPE, TARGET)
+    flow, params, _ = torch_peers.build_flow(impl, SHAPE, target)
     optimizer = torch.optim.Adam(flow.parameters(), lr=1e-3)
 
     def model_space(x):
@@ -89,7 +173,7 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
         return tf.constant(torch_peers.pixel_nll(flow, model_space(x),
                                                  SHAPE).numpy())
   else:
-    dist, _, params, _ = models.glow(SHAPE, TARGET)
+    dist, _, params, _ = models.glow(SHAPE, target)
     step = models.glow_train_step(dist, SHAPE)
 
     steps = 0
@@ -117,6 +201,10 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
 
 
 def _label(row):
+  if row.get("label"):
+    return row["label"]
+  if row.get("impl") == "realnvp-train":
+    return f"realnvp-train --config {row['config']}"
   parts = [row["impl"], row.get("checkerboard"), row.get("mixed_precision")]
   return " ".join(p for p in parts if p)
 
@@ -134,17 +222,51 @@ def main(argv=None):
                       "mixed_float16 (ours only)")
   p.add_argument("--data_dir", default=SHARED_TFDS,
                  help="tfds data_dir holding a prepared mnist")
+  p.add_argument("--params", type=float, default=None,
+                 help="parameter count the --impls contestants are sized to "
+                      f"(default: the first config's, else {TARGET:g})")
+  p.add_argument("--configs", default="",
+                 help="comma list of training configs (realnvp-train "
+                      "--config NAME) to run as contestants")
+  p.add_argument("--ablation", action="store_true",
+                 help="also run mnist_fast's levers one at a time on its "
+                      "baseline, and all together")
+  p.add_argument("--iw_samples", type=int, default=None,
+                 help="importance-weighted test draws of the config runs "
+                      "(default: each config's test_iw_samples)")
+  p.add_argument("--keep_runs", default=None,
+                 help="keep the config contestants' run directories here "
+                      "(one per contestant: checkpoints, metrics.json)")
   p.add_argument("--one", help=argparse.SUPPRESS)
+  p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   if args.one:
-    impl, checkerboard, precision = json.loads(args.one)
-    print(json.dumps(run_one(impl, args.minutes, args.data_dir, checkerboard,
-                             precision)), flush=True)
+    spec = json.loads(args.one)
+    if spec[0] == "train":
+      _, label, name, overrides = spec
+      keep = (os.path.join(args.keep_runs, f"{args.index:02d}-{name}")
+              if args.keep_runs else None)
+      row = run_config(name, overrides, args.minutes, args.data_dir,
+                       args.iw_samples, keep)
+      row["label"] = label
+    else:
+      impl, checkerboard, precision = spec
+      row = run_one(impl, args.minutes, args.data_dir, checkerboard,
+                    precision, args.params or TARGET)
+    print(json.dumps(row), flush=True)
     return 0
   if not os.path.isdir(os.path.join(args.data_dir, "mnist")):
     p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
+  trained = [("train", f"realnvp-train --config {name}", name, {})
+             for name in args.configs.split(",") if name]
+  if args.ablation:
+    trained += [("train", label, name, overrides)
+                for label, name, overrides in ablation_runs()]
+  if args.params is None:
+    args.params = (config_parameters(*trained[0][2:]) if trained
+                   else TARGET)
   runs = []
-  for impl in args.impls.split(","):
+  for impl in args.impls.split(",") if args.impls != "none" else []:
     if impl not in IMPLS:
       p.error(f"--impls: unknown {impl!r}; expected some of {list(IMPLS)}")
     if impl != "ours":
@@ -154,30 +276,45 @@ def main(argv=None):
       for precision in args.mixed_precision.split(","):
         runs.append((impl, checkerboard,
                      None if precision == "none" else precision))
+  runs = trained + runs
   rows = []
-  for run in runs:  # one after the other: never two at once
+  for index, run in enumerate(runs):  # one after the other: never two at once
     proc = subprocess.run(
         [sys.executable, "-m", "bench.quality", "--one", json.dumps(run),
-         "--minutes", str(args.minutes), "--data_dir", args.data_dir],
+         "--minutes", str(args.minutes), "--data_dir", args.data_dir,
+         "--params", str(args.params), "--index", str(index)] + (
+             ["--keep_runs", args.keep_runs] if args.keep_runs else []) + (
+             [] if args.iw_samples is None else
+             ["--iw_samples", str(args.iw_samples)]),
         capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    row = (json.loads(lines[-1]) if lines and not proc.returncode else
-           {"impl": run[0], "checkerboard": run[1], "mixed_precision": run[2],
-            "error": proc.stderr.strip().splitlines()[-1:]})
+    if lines and not proc.returncode:
+      row = json.loads(lines[-1])
+    elif run[0] == "train":
+      row = {"impl": "realnvp-train", "label": run[1], "config": run[2],
+             "error": proc.stderr.strip().splitlines()[-1:]}
+    else:
+      row = {"impl": run[0], "checkerboard": run[1],
+             "mixed_precision": run[2],
+             "error": proc.stderr.strip().splitlines()[-1:]}
     print(json.dumps(row), flush=True)
     rows.append(row)
   print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()}, {os.cpu_count()} "
-        "cores; batch 64, Adam 1e-3, MNIST test (10,000 images)")
+        "cores; batch 64, MNIST test (10,000 images); peers: Adam 1e-3")
   print("\n| contestant | params | budget min | train s | steps | images "
-        "seen | test bits/dim |")
-  print("|---|---|---|---|---|---|---|")
+        "seen | test bits/dim | IW bits/dim (K) |")
+  print("|---|---|---|---|---|---|---|---|")
   for r in rows:
     if "error" in r:
-      print(f"| {_label(r)} | error: {r['error']} ||||||")
+      print(f"| {_label(r)} | error: {r['error']} |||||||")
       continue
+    bound = " (variational bound)" if r.get("bound", "").startswith(
+        "variational") else ""
+    iw = (f"{r['test_iw_bits_per_dim']:.3f} ({r['iw_samples']})"
+          if r.get("test_iw_bits_per_dim") is not None else "–")
     print(f"| {_label(r)} | {r['parameters']:,} | {r['minutes']:g} | "
           f"{r['train_seconds']:.0f} | {r['steps']} | {r['images_seen']:,} | "
-          f"{r['test_bits_per_dim']:.3f} |")
+          f"{r['test_bits_per_dim']:.3f}{bound} | {iw} |")
   return 0
 
 

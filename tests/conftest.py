@@ -46,6 +46,20 @@ def dense_log_det(fn, x):
   return logdet.numpy()
 
 
+def frozen_batch_norm_dense_log_det(mean, variance, log_gamma, beta, x):
+  """Dense-Jacobian log-det of the flow's batch norm with the statistics
+  held fixed at `mean`, `variance` (what its training-mode log-det means)."""
+  from tfp_realnvp import bijectors  # pylint: disable=import-outside-toplevel
+  frozen = bijectors.BatchNormState(momentum=0.9, epsilon=1e-4)
+  frozen.build((None,) + tuple(x.shape[1:]))
+  frozen.moving_mean.assign(np.asarray(mean, np.float32))
+  frozen.moving_variance.assign(np.asarray(variance, np.float32))
+  frozen.log_gamma.assign(log_gamma)
+  frozen.beta.assign(beta)
+  return dense_log_det(
+      bijectors.FlowBatchNorm(frozen, training=False).forward, x)
+
+
 @pytest.fixture
 def rng():
   return np.random.default_rng(1234)

@@ -114,3 +114,36 @@ def test_variants_and_reference():
                     ("tfp_glow", None, True)]
   assert bench_main._reference(["ours", "tfp_glow", "nf_glow"]) == "nf_glow"  # pylint: disable=protected-access
   assert bench_main._reference(["ours"]) == "ours"  # pylint: disable=protected-access
+
+
+def test_quality_ablation_runs_are_valid_configs_and_one_lever_each():
+  from bench import quality  # pylint: disable=import-outside-toplevel
+  from training import configs  # pylint: disable=import-outside-toplevel
+  runs = quality.ablation_runs()
+  labels = [label for label, _, _ in runs]
+  assert labels[0].startswith("baseline") and labels[-1] == "all levers"
+  assert len(runs) == len(quality.ABLATION) + 2
+  base = runs[0][2]
+  for label, name, overrides in runs:
+    configs.validate(dict(configs.load(name), **overrides))
+    changed = {k for k in overrides if overrides[k] != base[k]}
+    if label.startswith("+ "):
+      assert changed == {k for k, v in quality.ABLATION[label[2:]].items()
+                         if v != base[k]}
+  assert {k for k in runs[-1][2] if runs[-1][2][k] != base[k]} == set().union(
+      *(set(lever) for lever in quality.ABLATION.values()))
+
+
+def test_quality_config_contestant_reports_its_run(tmp_path):
+  from bench import quality  # pylint: disable=import-outside-toplevel
+  tiny = {"num_scales": 1, "num_res_blocks": 0, "num_filters": 4,
+          "epochs": 2, "steps_per_epoch": 3, "validation_steps": 1,
+          "test_steps": 1, "num_samples": 4, "interpolation_steps": 2,
+          "ema_decay": 0.9, "test_iw_samples": 2}
+  row = quality.run_config("digits", tiny, minutes=5, data_dir=None,
+                           keep_dir=str(tmp_path / "kept"))
+  assert row["steps"] == 6 and row["parameters"] > 0
+  assert row["bound"] == "bits_per_dim" and row["iw_samples"] == 2
+  assert 0 < row["test_iw_bits_per_dim"] and 0 < row["test_bits_per_dim"]
+  assert 0 < row["train_seconds"] < 300
+  assert (tmp_path / "kept" / "checkpoints" / "best.keras").exists()

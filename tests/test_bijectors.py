@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from conftest import dense_log_det, perturb_weights
+from conftest import (dense_log_det, frozen_batch_norm_dense_log_det,
+                      perturb_weights)
 from tfp_realnvp import bijectors, networks
 from tfp_realnvp.bijectors import coupling as coupling_lib
 
@@ -165,14 +166,7 @@ def test_batch_norm_training_formula_and_moving_averages(rng):
   np.testing.assert_allclose(state.moving_variance.numpy(),
                              0.9 * old_var + 0.1 * var, atol=1e-4)
   # With the batch statistics held fixed the Jacobian is that diagonal.
-  frozen = bijectors.BatchNormState(momentum=0.9, epsilon=1e-4)
-  frozen.build((None,) + shape)
-  frozen.moving_mean.assign(mean.astype(np.float32))
-  frozen.moving_variance.assign(var.astype(np.float32))
-  frozen.log_gamma.assign(log_gamma)
-  frozen.beta.assign(beta)
-  dense = dense_log_det(
-      bijectors.FlowBatchNorm(frozen, training=False).forward, x)
+  dense = frozen_batch_norm_dense_log_det(mean, var, log_gamma, beta, x)
   np.testing.assert_allclose(ldj, dense, atol=LDJ_TOL)
 
 

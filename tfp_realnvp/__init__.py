@@ -9,8 +9,9 @@ dist = model.distribution()          # tfd.TransformedDistribution
 
 from tfp_realnvp import bijectors
 from tfp_realnvp import networks
+from tfp_realnvp import schedules
 from tfp_realnvp.model import RealNVP
 
 __version__ = "0.1.0"
 
-__all__ = ["RealNVP", "bijectors", "networks", "__version__"]
+__all__ = ["RealNVP", "bijectors", "networks", "schedules", "__version__"]

@@ -38,6 +38,39 @@ COUPLING_TYPES = validation.COUPLING_TYPES
 MIXED_PRECISION_POLICIES = validation.MIXED_PRECISION_POLICIES
 
 
+class _EMAUpdate(keras.callbacks.Callback):
+  """Updates `RealNVP`'s weight averages after every training step.
+
+  Runs outside the train step (in cross-replica context under
+  `tf.distribute`, where assigning mirrored variables is allowed), one
+  compiled update per call; with `steps_per_execution = k` one call covers
+  `k` steps and the decay is raised to the number of steps done.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self._update = None
+    self._last = None
+
+  def on_train_begin(self, logs=None):
+    self._last = int(self.model.optimizer.iterations.numpy())
+    if self._update is None:
+      model = self.model
+
+      @tf.function
+      def update(t, steps):
+        d = tf.minimum(model.ema_decay, (1.0 + t) / (10.0 + t)) ** steps
+        model.update_ema(d)
+      self._update = update
+
+  def on_train_batch_end(self, batch, logs=None):
+    now = int(self.model.optimizer.iterations.numpy())
+    if now > self._last:
+      self._update(tf.constant(float(now), tf.float32),
+                   tf.constant(float(now - self._last), tf.float32))
+    self._last = now
+
+
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
   """Multi-scale Real NVP on images, trainable with `model.fit`.
@@ -79,6 +112,23 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     dequantizer: `None` (inputs are dequantized pixels) or a key of
       `dequantization.DEQUANTIZERS`: `call`/`fit`/`evaluate` take integer
       levels 0..255 and `call` returns `log p(k + u) − log q(u | k)`.
+      'variational' (Flow++) reports that bound as
+      `variational_bits_per_dim` instead of `bits_per_dim`
+      (`bits_per_dim_name`).
+    ema_decay: `None`, or the decay `d ∈ (0, 1)` of an exponential moving
+      average (Polyak averaging) of every trainable weight, kept during
+      `fit` (`ema ← d_t·ema + (1 − d_t)·w` after every step, with
+      `d_t = min(d, (1 + t)/(10 + t))` so early averages are not dominated
+      by the initial weights). The averages live in a second, non-trainable
+      copy of every layer (saved with the model, restored on resume); the
+      moving batch-norm statistics are copied to it, so it always uses the
+      statistics training has accumulated. Inference (`evaluate`, `sample`,
+      `log_prob`/`encode`/`decode` with `training=False`, the export) uses
+      the averages while `use_ema` is True (the default); set
+      `model.use_ema = False` for the raw weights.
+    bn_lag: `λ ∈ [0, 1)`: the flow's batch-norm steps normalize with
+      `λ·(running average) + (1 − λ)·(batch statistic)` in training, the
+      paper's appendix E (`bijectors.batch_norm`); 0 = batch statistics.
   """
 
   def __init__(self, image_shape, num_scales=3, num_res_blocks=4,
@@ -87,7 +137,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
                use_weight_norm=True, log_scale_init=1.0, l2_reg=5e-5,
                validate_inputs=True, synchronized_batch_norm=True,
                mixed_precision=None, checkerboard="masked", prior=None,
-               dequantizer=None, **kwargs):
+               dequantizer=None, ema_decay=None, bn_lag=0.0, **kwargs):
     if mixed_precision is None and (keras.config.dtype_policy().name in
                                     MIXED_PRECISION_POLICIES):
       mixed_precision = keras.config.dtype_policy().name
@@ -97,6 +147,12 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
         image_shape, num_scales, num_res_blocks, num_filters, coupling,
         mixed_precision, checkerboard, num_classes, prior, dequantizer, alpha,
         l2_reg)
+    if ema_decay is not None and (isinstance(ema_decay, bool) or
+                                  not 0.0 < ema_decay < 1.0):
+      raise ValueError(f"ema_decay must be None or in (0, 1), got "
+                       f"{ema_decay!r}")
+    if isinstance(bn_lag, bool) or not 0.0 <= bn_lag < 1.0:
+      raise ValueError(f"bn_lag must be in [0, 1), got {bn_lag!r}")
     # As given (config form): one int, or the list of per-scale widths.
     num_filters = (int(num_filters) if isinstance(
         num_filters, (int, np.integer)) else list(self.scale_filters))
@@ -111,50 +167,145 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
         synchronized_batch_norm=bool(synchronized_batch_norm),
         log_scale_init=float(log_scale_init), prior_name=prior,
         validate_inputs=bool(validate_inputs), dequantizer_name=dequantizer,
-        mixed_precision=mixed_precision,
+        mixed_precision=mixed_precision, bn_lag=float(bn_lag),
+        ema_decay=None if ema_decay is None else float(ema_decay),
         event_size=int(np.prod(image_shape))).items():
       setattr(self, key, value)
 
     # Every layer is created and built here: all weights exist after this.
     steps = real_nvp_flow.plan(image_shape, self.num_scales, checkerboard)
     self.latent_shapes = real_nvp_flow.latent_shapes(steps)
-    self.coupling_networks, self.batch_norm_states = [], []
+    (self.coupling_networks, self.batch_norm_states, self.prior,
+     self.dequantizer) = self._make_layers(steps)
+    self._use_ema = self.ema_decay is not None
+    if self.ema_decay is not None:
+      # The averaged copy: same layers, non-trainable, names prefixed "ema_".
+      (self.ema_coupling_networks, self.ema_batch_norm_states,
+       self.ema_prior, self.ema_dequantizer) = self._make_layers(
+           steps, prefix="ema_")
+      self._ema_pairs = []
+      for raw, ema in zip(self._raw_layers(), self._ema_layers()):
+        ema.trainable = False
+        if [tuple(v.shape) for v in raw.weights] != [tuple(v.shape)
+                                                       for v in ema.weights]:
+          raise AssertionError(f"EMA copy of {raw.name} differs in shape")
+        self._ema_pairs += list(zip(raw.weights, ema.weights))
+      self._copy_to_ema()
+    self.bits_per_dim_name = (self.dequantizer.metric_name if self.dequantizer
+                              else "bits_per_dim")
+    self.bits_per_dim_tracker = keras.metrics.Mean(name=self.bits_per_dim_name)
+    self.built = True
+
+  def _make_layers(self, steps, prefix=""):
+    """Built s/t networks, batch-norm states, prior and dequantizer."""
+    nets, states = [], []
     for step in (s for s in steps if s.kind == real_nvp_flow.COUPLING):
-      self.coupling_networks.append(networks.CouplingResNet.for_step(
+      net = networks.CouplingResNet.for_step(
           step, self.scale_filters[step.scale], self.num_res_blocks,
-          affine=coupling == "affine", use_batch_norm=self.use_batch_norm,
+          affine=self.coupling == "affine", use_batch_norm=self.use_batch_norm,
           use_weight_norm=self.use_weight_norm, bn_momentum=self.bn_momentum,
           bn_epsilon=self.bn_epsilon, log_scale_init=self.log_scale_init,
-          l2=self.l2_reg, synchronized_batch_norm=self.synchronized_batch_norm,
-          dtype=self.mixed_precision or "float32"))
+          l2=0.0 if prefix else self.l2_reg,
+          synchronized_batch_norm=self.synchronized_batch_norm,
+          dtype=self.mixed_precision or "float32",
+          name=f"{prefix}st_net_{step.index}")
+      nets.append(net)
       if self.use_batch_norm:
-        self.batch_norm_states.append(batch_norm.BatchNormState.for_step(
+        state = batch_norm.BatchNormState.for_step(
             step, self.bn_momentum, self.bn_epsilon,
-            synchronized=self.synchronized_batch_norm))
-    self.prior = prior_lib.PRIORS[prior](
+            synchronized=self.synchronized_batch_norm, bn_lag=self.bn_lag,
+            name=f"{prefix}flow_bn_{step.index}")
+        states.append(state)
+    prior = prior_lib.PRIORS[self.prior_name](
         latent_dim=self.event_size, num_classes=self.num_classes,
-        dtype="float32", name="prior")
-    self.prior.build()
-    self.dequantizer = (dequantization.DEQUANTIZERS[dequantizer](
-        dtype="float32", name="dequantizer") if dequantizer else None)
-    self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
-    self.built = True
+        dtype="float32", name=prefix + "prior")
+    prior.build()
+    dequantizer = None
+    if self.dequantizer_name:
+      dequantizer = dequantization.DEQUANTIZERS[self.dequantizer_name](
+          dtype="float32", name=prefix + "dequantizer")
+      dequantizer.build((None,) + tuple(self.image_shape))
+    return nets, states, prior, dequantizer
+
+  def _raw_layers(self):
+    return [layer for layer in (list(self.coupling_networks) +
+                                list(self.batch_norm_states) +
+                                [self.prior, self.dequantizer])
+            if layer is not None]
+
+  def _ema_layers(self):
+    return [layer for layer in (list(self.ema_coupling_networks) +
+                                list(self.ema_batch_norm_states) +
+                                [self.ema_prior, self.ema_dequantizer])
+            if layer is not None]
+
+  def _copy_to_ema(self):
+    for raw, ema in self._ema_pairs:
+      ema.assign(raw)
+
+  def update_ema(self, decay):
+    """One averaging step: `ema ← decay·ema + (1 − decay)·w` for trainable
+    weights; the moving statistics (non-trainable) are copied. `fit` calls
+    it after every step (`_EMAUpdate`)."""
+    for raw, ema in self._ema_pairs:
+      if raw.trainable:
+        ema.assign(decay * ema + (1.0 - decay) * raw)
+      else:
+        ema.assign(raw)
+
+  @property
+  def use_ema(self):
+    """Inference uses the averaged weights (only with `ema_decay`)."""
+    return self._use_ema
+
+  @use_ema.setter
+  def use_ema(self, value):
+    if value and self.ema_decay is None:
+      raise ValueError("use_ema=True needs a model built with ema_decay")
+    self._use_ema = bool(value)
+    # Traced evaluate/predict functions read the layers chosen at trace time.
+    self.test_function = self.predict_function = None
+    self._iw_draw = None
+
+  def _weights_for(self, training):
+    """(networks, batch-norm states, prior, dequantizer) for a pass: the
+    raw weights in training, the averages in inference when `use_ema`."""
+    if training or not self._use_ema:
+      return (self.coupling_networks, self.batch_norm_states, self.prior,
+              self.dequantizer)
+    return (self.ema_coupling_networks, self.ema_batch_norm_states,
+            self.ema_prior, self.ema_dequantizer)
+
+  def count_params(self):
+    """Parameters of the density model (the EMA copy is not counted)."""
+    ema = {id(v) for _, v in getattr(self, "_ema_pairs", [])}
+    return int(sum(np.prod(v.shape) for v in self.weights
+                   if id(v) not in ema))
+
+  def fit(self, *args, callbacks=None, **kwargs):
+    """`keras.Model.fit`; with `ema_decay`, the averages are updated after
+    every step."""
+    callbacks = list(callbacks or [])
+    if self.ema_decay is not None:
+      callbacks.append(_EMAUpdate())
+    return super().fit(*args, callbacks=callbacks, **kwargs)
 
   def flow(self, training=False):
     """The whole flow as one TFP bijector (`MultiScaleRealNVP` after the
     logit preprocessing), `forward`: images `[..., H, W, C]` -> `[..., D]`.
     Layers run in training mode (batch statistics, moving-average updates)
     when `training` is True."""
+    nets, states, _, _ = self._weights_for(training)
     return real_nvp_flow.MultiScaleRealNVP(
-        self.image_shape, self.num_scales, self.coupling_networks,
-        self.batch_norm_states, logit.LogitPreprocess(alpha=self.alpha),
+        self.image_shape, self.num_scales, nets, states,
+        logit.LogitPreprocess(alpha=self.alpha),
         additive=self.coupling == "additive", checkerboard=self.checkerboard,
         training=bool(training))
 
-  def base_distribution(self, labels=None, temperature=1.0):
+  def base_distribution(self, labels=None, temperature=1.0, training=False):
     """The prior over the flat latent `[D]` (batch `[N]` if conditional)."""
     labels = self._check_labels(labels)
-    return self.prior.distribution(
+    return self._weights_for(training)[2].distribution(
         labels, validation.check_temperature(temperature))
 
   def distribution(self, training=False, labels=None):
@@ -162,7 +313,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     exact `log_prob` of dequantized pixels, `sample` in one inverse pass;
     batch `[N]` for a conditional model's `labels` (int `[N]`)."""
     return cache.TransformedDistribution(
-        distribution=self.base_distribution(labels),
+        distribution=self.base_distribution(labels, training=training),
         bijector=cache.Invert(self.flow(training)), name="RealNVP")
 
   def call(self, inputs, training=None):
@@ -175,7 +326,8 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     levels = validation.check_levels(
         validation.check_images(images, self.image_shape, self.validate_inputs,
                                 allow_uint8=True), self.validate_inputs)
-    x, log_q = self.dequantizer(levels, training=bool(training))
+    dequantizer = self._weights_for(training)[3]
+    x, log_q = dequantizer(levels, training=bool(training))
     return self.log_prob(x, labels=labels, training=bool(training)) - log_q
 
   def compile(self, optimizer="adam", **kwargs):
@@ -210,7 +362,8 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     keys = ("name trainable num_scales num_res_blocks num_filters coupling "
             "use_batch_norm num_classes alpha bn_momentum bn_epsilon "
             "use_weight_norm log_scale_init l2_reg validate_inputs "
-            "synchronized_batch_norm mixed_precision checkerboard").split()
+            "synchronized_batch_norm mixed_precision checkerboard "
+            "ema_decay bn_lag").split()
     return dict({k: getattr(self, k) for k in keys},
                 image_shape=list(self.image_shape), prior=self.prior_name,
                 dequantizer=self.dequantizer_name)
@@ -235,13 +388,14 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     `decode(encode(x, y), y) == x` and `decode(T·ε, y)` samples class `y`."""
     images = self._check_images(images)
     labels = self._check_labels(labels, tf.shape(images)[0])
-    return self.prior.standardize(self.flow(training=False).forward(images),
-                                  labels)
+    return self._weights_for(False)[2].standardize(
+        self.flow(training=False).forward(images), labels)
 
   def decode(self, latents, labels=None):
     """Latents `[N, D]` -> images `[N, H, W, C]`: the inverse of `encode`."""
     z = self._check_latents(latents)
-    z = self.prior.unstandardize(z, self._check_labels(labels, tf.shape(z)[0]))
+    z = self._weights_for(False)[2].unstandardize(
+        z, self._check_labels(labels, tf.shape(z)[0]))
     return self.flow(training=False).inverse(z)
 
   def sample(self, num_samples, temperature=1.0, seed=None, labels=None,
@@ -284,6 +438,90 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
   def merge_latent(self, parts):
     """Per-scale parts -> flat latents `[N, D]` (inverse of split_latent)."""
     return multiscale.merge_latent(parts)
+
+  def importance_weighted_log_prob(self, inputs, num_samples=None, seed=None):
+    """`log (1/K) Σ_j p(k + u_j) / q(u_j | k)` per image, float64 `[N]`.
+
+    The importance-weighted bound of the discrete log-likelihood (Burda et
+    al., 2016; Ho et al., 2019 §3.1): tighter as `K` grows, and for `K = 1`
+    the single-draw figure of `evaluate`. The log-mean-exp is accumulated
+    in float64 (log-weights of ~10³ nats per image differ by far less than
+    float32 resolves when summed).
+
+    `inputs`: `levels` or `(levels, labels)`, where `levels` is either
+    - integer levels `[N, H, W, C]` in 0..255 (float or uint8) with
+      `num_samples = K`: draw `j` is the inference-mode draw of the model's
+      dequantizer with stateless seed `(seed, j)` (`seed` defaults to the
+      dequantizer's own, so `j = 0` is exactly what `model(levels)`
+      evaluates); a model without a dequantizer draws `u ~ U[0, 1)` with
+      seed `(seed or 0, j)`;
+    - or, for a model without a dequantizer, `K` given dequantized draws
+      `[N, K, H, W, C]` (e.g. the `noise_draws=K` pipelines of
+      `training.data.load`, whose draw 0 is the evaluation pipeline's noise).
+    """
+    images, labels = (inputs if isinstance(inputs, (tuple, list)) else
+                      (inputs, None))
+    images = tf.convert_to_tensor(images)
+    if self.num_classes:
+      labels = self._check_labels(labels, tf.shape(images)[0])
+    elif labels is not None:
+      raise ValueError("labels were given to an unconditional model "
+                       "(num_classes=None)")
+    draws = None
+    if images.shape.rank == 5:
+      if self.dequantizer is not None:
+        raise ValueError(
+            "this model dequantizes its inputs itself (dequantizer="
+            f"{self.dequantizer_name!r}): pass integer levels [N, H, W, C] "
+            "and num_samples, not dequantized draws [N, K, H, W, C]")
+      draws = tf.cast(images, tf.float32)
+      if num_samples is not None and num_samples != draws.shape[1]:
+        raise ValueError(f"num_samples={num_samples} but the draws have "
+                         f"K={draws.shape[1]} (shape [N, K, H, W, C])")
+      num_samples = int(draws.shape[1])
+    else:
+      validation.check_positive_int("num_samples", num_samples)
+      num_samples = int(num_samples)
+      levels = validation.check_levels(
+          validation.check_images(images, self.image_shape,
+                                  self.validate_inputs, allow_uint8=True),
+          self.validate_inputs)
+    dequantizer = self._weights_for(False)[3]
+    if seed is None:
+      seed = dequantizer.seed if dequantizer is not None else 0
+    if getattr(self, "_iw_draw", None) is None:
+      self._iw_draw = (
+          tf.function(self._log_weight, reduce_retracing=True),
+          tf.function(lambda x, labels: self.log_prob(x, labels=labels),
+                      reduce_retracing=True))
+    draw_levels, draw_given = self._iw_draw
+    total = None
+    for j in range(num_samples):
+      if draws is not None:
+        log_w = draw_given(draws[:, j], labels)
+      else:
+        log_w = draw_levels(levels, labels, tf.constant([seed, j], tf.int64))
+      log_w = tf.cast(log_w, tf.float64)
+      total = log_w if total is None else tf.reduce_logsumexp(
+          tf.stack([total, log_w]), axis=0)
+    return total - math.log(num_samples)
+
+  def _log_weight(self, levels, labels, seed):
+    """`log p(k + u) − log q(u | k)` of the inference-mode draw `seed`."""
+    dequantizer = self._weights_for(False)[3]
+    levels = tf.cast(levels, tf.float32)
+    if dequantizer is None:
+      u = tf.random.stateless_uniform(tf.shape(levels), seed=seed)
+      x, log_q = levels + tf.minimum(u, dequantization.MAX_NOISE), 0.0
+    else:
+      x, log_q = dequantizer(levels, training=False, seed=seed)
+    return self.log_prob(x, labels=labels) - log_q
+
+  def importance_weighted_bits_per_dim(self, inputs, num_samples=None,
+                                       seed=None):
+    """`importance_weighted_log_prob` in bits/dim (float64 `[N]`)."""
+    return -self.importance_weighted_log_prob(inputs, num_samples, seed) / (
+        self.event_size * math.log(2.0))
 
   def _nats_to_bits_per_dim(self, nats):
     return nats / (self.event_size * math.log(2.0))

@@ -184,8 +184,9 @@ class CouplingResNet(keras.layers.Layer):
   @classmethod
   def for_step(cls, step, num_filters, num_blocks, **kwargs):
     """The built network of one coupling `Step` of `real_nvp_flow.plan`."""
+    kwargs.setdefault("name", f"st_net_{step.index}")
     net = cls(step.out_channels, num_filters=num_filters,
-              num_blocks=num_blocks, name=f"st_net_{step.index}", **kwargs)
+              num_blocks=num_blocks, **kwargs)
     net.build((None,) + tuple(step.shape[:2]) + (step.in_channels,))
     return net
 

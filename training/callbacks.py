@@ -330,6 +330,7 @@ class Throughput(keras.callbacks.Callback):
     super().__init__()
     self.batch_size = batch_size
     self.rates = []
+    self.steps = 0  # training steps run by this fit
     self._last = None
 
   def on_epoch_begin(self, epoch, logs=None):
@@ -337,6 +338,7 @@ class Throughput(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     now = time.perf_counter()
+    self.steps += 1
     if self._last is not None:
       self.rates.append(self.batch_size / (now - self._last))
     self._last = now
@@ -347,21 +349,68 @@ class Throughput(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-  """Stops training at the end of the first epoch past `minutes` of fit."""
+  """Stops `fit` after the training step that reaches `minutes` of wall time.
 
-  def __init__(self, minutes):
+  The clock starts when `fit` starts (`on_train_begin`, so tracing counts:
+  it is the user's time). In one process the budget is checked after every
+  step: training stops within one step of it (the step that was running
+  finishes; the epoch's validation, checkpoint and backup still run, and an
+  epoch cut short counts as done when the run is resumed).
+
+  Under `MultiWorkerMirroredStrategy` clocks differ and all workers must
+  stop at the same step, so the decision is all-reduced (any worker over
+  budget stops all), a collective every `sync_every` steps and at every
+  epoch end: training stops within `sync_every` steps of the budget.
+
+  Args:
+    minutes: the budget (> 0).
+    sync_every: steps between the all-reduced decisions of several workers
+      (a scalar all-reduce costs a network round trip; unused with one).
+  """
+
+  def __init__(self, minutes, sync_every=10):
     super().__init__()
+    if not minutes > 0:
+      raise ValueError(f"minutes must be > 0, got {minutes!r}")
+    if sync_every < 1:
+      raise ValueError(f"sync_every must be >= 1, got {sync_every!r}")
     self.seconds = 60.0 * minutes
+    self.sync_every = int(sync_every)
     self._start = None
+    self._steps = 0
+    self._epoch = 0
     self.stopped_epoch = None
+    self.stopped_step = None
 
   def on_train_begin(self, logs=None):
     self._start = time.perf_counter()
+    self._steps = 0
+
+  def _over(self):
+    return time.perf_counter() - self._start >= self.seconds
+
+  def _stop(self, epoch):
+    self.stopped_epoch = epoch
+    self.stopped_step = self._steps
+    self.model.stop_training = True
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._steps += 1
+    strategy = self.model.distribute_strategy
+    if strategy_lib.num_workers(strategy) == 1:
+      if self._over():
+        self._stop(self._epoch)
+    elif self._steps % self.sync_every == 0:
+      if strategy_lib.any_worker(strategy, self._over()):
+        self._stop(self._epoch)
 
   def on_epoch_end(self, epoch, logs=None):
-    over = time.perf_counter() - self._start >= self.seconds
-    # Under MultiWorkerMirroredStrategy clocks differ: stop everywhere if
-    # any worker is over budget (all-reduced), or the others would hang.
-    if strategy_lib.any_worker(self.model.distribute_strategy, over):
-      self.stopped_epoch = epoch
-      self.model.stop_training = True
+    if self.model.stop_training:
+      return
+    # Every worker reaches the epoch end at the same step: a collective here
+    # is safe, and it catches an epoch shorter than `sync_every` steps.
+    if strategy_lib.any_worker(self.model.distribute_strategy, self._over()):
+      self._stop(epoch)

@@ -35,11 +35,14 @@ def locate(path):
   return path, None
 
 
-def load_model(path):
+def load_model(path, raw_weights=False):
   """Loads a `RealNVP` from a `.keras` file (compiled without optimizer).
 
   A file that is not a complete `.keras` archive (truncated, or not written
   by Keras) is a ValueError naming it (Keras itself says "File not found").
+  A model trained with `ema_decay` infers with its averaged weights, or
+  with the raw ones when `raw_weights` (a ValueError for a model without
+  averages: `--raw_weights` would silently mean nothing).
   """
   if not zipfile.is_zipfile(path):
     raise ValueError(f"{path} is not a readable .keras archive (not a "
@@ -53,5 +56,16 @@ def load_model(path):
   if not isinstance(model, tfp_realnvp.RealNVP):
     raise ValueError(f"{path!r} holds a {type(model).__name__}, not a "
                      f"tfp_realnvp.RealNVP")
+  if raw_weights:
+    if model.ema_decay is None:
+      raise ValueError(f"--raw_weights: {path} has no averaged weights (it "
+                       f"was trained without ema_decay), only raw ones")
+    model.use_ema = False
   model.compile()
   return model
+
+
+def add_raw_weights_flag(parser):
+  parser.add_argument("--raw_weights", action="store_true",
+                      help="use the raw weights of a model trained with "
+                           "ema_decay (default: its averaged weights)")

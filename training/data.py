@@ -186,13 +186,15 @@ _MAX_NOISE = dequantization.MAX_NOISE  # k + u stays below k + 1 in float32
 
 def _finish(ds, *, training, batch_size, seed, flip, conditional, cache,
             shuffle_buffer, deterministic, partial_batches=False,
-            dequantize=True):
+            dequantize=True, noise_draws=None):
   """Cache, shuffle, flip, dequantize, batch and prefetch `(image, label)`.
 
   The training split drops its last partial batch (every step sees a full,
   static-shape batch) unless `partial_batches`; evaluation splits keep it.
   `dequantize=False` yields the integer levels as float32 (for a model with
-  its own `dequantizer`).
+  its own `dequantizer`). `noise_draws=K` makes evaluation splits yield `K`
+  dequantized copies per image, `[K, H, W, C]` (batched `[N, K, H, W, C]`),
+  draw 0 being the single-draw pipeline's noise.
   """
   if cache:
     ds = ds.cache()
@@ -217,8 +219,14 @@ def _finish(ds, *, training, batch_size, seed, flip, conditional, cache,
     def fixed_noise(index, pair):
       im, y = pair
       im = tf.cast(im, tf.float32)
-      u = tf.random.stateless_uniform(
-          tf.shape(im), seed=tf.stack([tf.cast(seed, tf.int64), index]))
+      key = tf.stack([tf.cast(seed, tf.int64), index])
+      if noise_draws:
+        # Stateless draws are prefix-consistent: the first [H, W, C] values
+        # of a [K, H, W, C] draw are the single draw of the same key.
+        u = tf.random.stateless_uniform(
+            tf.concat([[noise_draws], tf.shape(im)], 0), seed=key)
+        return im[None] + tf.minimum(u, _MAX_NOISE), y
+      u = tf.random.stateless_uniform(tf.shape(im), seed=key)
       return im + tf.minimum(u, _MAX_NOISE), y
     ds = ds.enumerate().map(fixed_noise, num_parallel_calls=AUTOTUNE)
   if conditional:
@@ -276,7 +284,8 @@ def prepare_tfds(name, data_dir=None, manual_dir=None, download=True):
 
 def load(name="digits", *, batch_size=64, seed=0, conditional=False,
          data_dir=None, manual_dir=None, download=True, deterministic=False,
-         image_size=None, shuffle_buffer=10000, dequantize=True):
+         image_size=None, shuffle_buffer=10000, dequantize=True,
+         noise_draws=None):
   """Returns `Datasets` (train, validation, test pipelines) for `name`.
 
   Args:
@@ -292,12 +301,24 @@ def load(name="digits", *, batch_size=64, seed=0, conditional=False,
     shuffle_buffer: shuffle buffer size for the training split.
     dequantize: add `U[0, 1)` noise (fixed per example outside training);
       `False` yields integer levels for a model with its own dequantizer.
+    noise_draws: `None`, or `K`: validation and test yield `K` dequantized
+      draws per image, `[N, K, H, W, C]` (importance-weighted evaluation,
+      `RealNVP.importance_weighted_log_prob`); draw 0 is the noise they
+      yield without it.
   """
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if noise_draws is not None and (isinstance(noise_draws, bool) or
+                                  not isinstance(noise_draws, int) or
+                                  noise_draws < 1):
+    raise ValueError(f"noise_draws must be None or an integer >= 1, got "
+                     f"{noise_draws!r}")
+  if noise_draws and not dequantize:
+    raise ValueError("noise_draws needs dequantize=True (a model with its "
+                     "own dequantizer draws its noise itself)")
   common = dict(batch_size=batch_size, seed=seed, conditional=conditional,
                 shuffle_buffer=shuffle_buffer, deterministic=deterministic,
-                dequantize=dequantize)
+                dequantize=dequantize, noise_draws=noise_draws)
   if name == "digits":
     return _load_digits(common)
   if name.startswith("folder:"):

@@ -45,10 +45,11 @@ def main(argv=None):
                       "models.config (default: /models)")
   p.add_argument("--warmup_requests", type=int, default=2,
                  help="warmup requests per signature (0: no warmup file)")
+  checkpoints.add_raw_weights_flag(p)
   args = p.parse_args(argv)
   try:
     path, config = checkpoints.locate(args.checkpoint)
-    model = checkpoints.load_model(path)
+    model = checkpoints.load_model(path, raw_weights=args.raw_weights)
     name = args.name or (config or {}).get("config_name") or model.name
     out = export_model(model, args.base_dir, name=name, version=args.version,
                        serving_root=args.serving_root,

@@ -16,8 +16,10 @@ from training import figures
 
 
 def sample_png(checkpoint_or_run, output, num=64, temperature=1.0, seed=0,
-               label=None, per_class=False):
+               label=None, per_class=False, raw_weights=False):
   """Writes a grid of `num` samples to `output`; returns the image array.
+  `raw_weights`: a model trained with `ema_decay` samples with its raw
+  weights instead of the averages.
 
   Arguments are checked before the model is loaded: `temperature` must be a
   finite number > 0 (NaN or inf would give an all-NaN grid), `num` >= 1.
@@ -29,7 +31,7 @@ def sample_png(checkpoint_or_run, output, num=64, temperature=1.0, seed=0,
     raise ValueError(f"--temperature must be a finite number > 0, got "
                      f"{temperature!r}")
   path, _ = checkpoints.locate(checkpoint_or_run)
-  model = checkpoints.load_model(path)
+  model = checkpoints.load_model(path, raw_weights=raw_weights)
   if (label is not None or per_class) and not model.num_classes:
     raise ValueError("--label / --per_class need a class-conditional model")
   if label is not None and not 0 <= label < model.num_classes:
@@ -58,10 +60,12 @@ def main(argv=None):
                  help="class of every sample (conditional models)")
   p.add_argument("--per_class", action="store_true",
                  help="one row per class (conditional models)")
+  checkpoints.add_raw_weights_flag(p)
   args = p.parse_args(argv)
   try:
     sample_png(args.checkpoint, args.output, args.num, args.temperature,
-               args.seed, args.label, args.per_class)
+               args.seed, args.label, args.per_class,
+               raw_weights=args.raw_weights)
   except (ValueError, FileNotFoundError) as e:
     print(f"realnvp-sample: error: {e}", file=sys.stderr)
     return 2

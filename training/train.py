@@ -19,7 +19,9 @@ A run directory (`runs/<config>-<timestamp>/` or `--output_dir`) receives:
     training_log.csv     one row per epoch
     samples.png          grids at each temperature (default 1.0 and 0.7)
     interpolation.png    the paper's eq. 19 manifold through four test images
-    metrics.json         test bits/dim, epochs, images/s, wall time, config
+    metrics.json         test bits/dim, epochs, images/s, train_seconds (the
+                         wall time of fit in the process that trained last),
+                         wall time, config
 
 Rerunning the same command after a crash resumes the unfinished run where it
 stopped (the newest `runs/<config>-*` that still has a `backup/`, or the
@@ -57,6 +59,7 @@ from training import checkpoints
 from training import configs
 from training import console
 from training import data
+from training import evaluate as evaluate_cli
 from training import export as export_cli
 from training import figures
 from training import strategy as strategy_lib
@@ -65,7 +68,18 @@ DONE_FILE = "training_done.json"
 LOG_FILE = "training_log.csv"
 BEST_MODEL = os.path.join("checkpoints", "best.keras")
 BEST_STATE = os.path.join("checkpoints", "best.json")
-MONITOR = "val_bits_per_dim"
+MONITOR = "val_bits_per_dim"  # a variational dequantizer's: val_variational_...
+
+
+def monitor_of(config):
+  """The validation figure that picks the best checkpoint: `val_` + the
+  model's `bits_per_dim_name` (a variational dequantizer reports its bound
+  as variational_bits_per_dim)."""
+  from tfp_realnvp import dequantization  # pylint: disable=import-outside-toplevel
+  name = config.get("dequantizer", "none")
+  if name in dequantization.DEQUANTIZERS:
+    return "val_" + dequantization.DEQUANTIZERS[name].metric_name
+  return MONITOR
 
 
 class ExportError(RuntimeError):
@@ -186,11 +200,11 @@ def check_run_dir(run_dir, config, fresh=False, explicit=False):
   return state
 
 
-def best_so_far(run_dir):
+def best_so_far(run_dir, monitor=MONITOR):
   """The validation bits/dim of `checkpoints/best.keras`, or None.
 
   From `checkpoints/best.json`, else (runs from before it existed) the best
-  `val_bits_per_dim` of training_log.csv.
+  `monitor` column (`val_bits_per_dim`) of training_log.csv.
   """
   if not os.path.exists(os.path.join(run_dir, BEST_MODEL)):
     return None
@@ -207,7 +221,7 @@ def best_so_far(run_dir):
   values = []
   for row in _read_log(run_dir)[1]:
     try:
-      values.append(float(row[MONITOR]))
+      values.append(float(row[monitor]))
     except (KeyError, TypeError, ValueError):
       pass
   values = [v for v in values if math.isfinite(v)]
@@ -294,7 +308,38 @@ def build_model(config, image_shape, num_classes):
                        else config["mixed_precision"]),
       checkerboard=config["checkerboard"],
       dequantizer=(None if config["dequantizer"] == "none"
-                   else config["dequantizer"]))
+                   else config["dequantizer"]),
+      ema_decay=config["ema_decay"] or None, bn_lag=config["bn_lag"])
+
+
+def learning_rate(config):
+  """The config's learning rate: a number, or a Keras schedule (decay, then
+  `tfp_realnvp.schedules.Warmup` in front when `warmup_steps` > 0)."""
+  lr = config["learning_rate"]
+  decay = config["lr_decay"]
+  if decay == "cosine":
+    lr = keras.optimizers.schedules.CosineDecay(
+        lr, config["decay_steps"], alpha=config["lr_decay_rate"])
+  elif decay == "exponential":
+    lr = keras.optimizers.schedules.ExponentialDecay(
+        lr, config["decay_steps"], config["lr_decay_rate"])
+  elif decay != "none":
+    raise ValueError(f"lr_decay must be one of {configs.LR_DECAYS}, got "
+                     f"{decay!r}")
+  if config["warmup_steps"]:
+    lr = tfp_realnvp.schedules.Warmup(lr, config["warmup_steps"])
+  return lr
+
+
+def build_optimizer(config):
+  """The config's optimizer (Adam or Adamax, its schedule, Keras' global
+  gradient-norm clipping)."""
+  classes = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
+  if config["optimizer"] not in classes:
+    raise ValueError(f"optimizer must be one of {sorted(classes)}, got "
+                     f"{config['optimizer']!r}")
+  return classes[config["optimizer"]](
+      learning_rate(config), global_clipnorm=config["clipnorm"] or None)
 
 
 def jit_compile_setting(text):
@@ -306,7 +351,7 @@ def jit_compile_setting(text):
 
 
 def load_datasets(config, data_dir=None, manual_dir=None, download=True,
-                  multi_worker=False):
+                  multi_worker=False, noise_draws=None):
   """The config's pipelines. Under several workers Keras auto-shards them
   (tf.data AUTO policy: by file when the source has at least one file per
   worker, else by element); element sharding needs the same element order
@@ -319,7 +364,7 @@ def load_datasets(config, data_dir=None, manual_dir=None, download=True,
       deterministic=config["deterministic"] or multi_worker,
       image_size=config["image_size"],
       shuffle_buffer=config["shuffle_buffer"],
-      dequantize=config["dequantizer"] == "none")
+      dequantize=config["dequantizer"] == "none", noise_draws=noise_draws)
 
 
 def write_figures(model, datasets, run_dir, config):
@@ -405,9 +450,7 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
                      f"{datasets.name!r} ({datasets.num_classes} classes)")
   with strategy.scope():
     model = build_model(config, datasets.image_shape, datasets.num_classes)
-    clip = config["clipnorm"] or None
-    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"],
-                                                  global_clipnorm=clip),
+    model.compile(optimizer=build_optimizer(config),
                   jit_compile=jit_compile_setting(config["jit_compile"]))
     # Every process keeps its own backup (restores itself after a restart).
     backup = callbacks_lib.ResumableBackup(backup_dir)
@@ -445,9 +488,21 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
     local.set_weights(model.get_weights())
     model = local
     model.compile()
+  name = model.bits_per_dim_name
   result = model.evaluate(datasets.test, steps=config["test_steps"] or None,
                           verbose=0, return_dict=True)
-  test_bpd = float(result["bits_per_dim"])
+  test_bpd = float(result[name])
+  iw = {}
+  if config["test_iw_samples"]:
+    k = config["test_iw_samples"]
+    test = datasets.test
+    if model.dequantizer is None:  # K dequantized copies of every image
+      test = load_datasets(dict(config, shuffle_buffer=1), data_dir,
+                           manual_dir, download, noise_draws=k).test
+    iw = {"test_" + evaluate_cli.IW_KEY:
+          evaluate_cli.importance_weighted_bits_per_dim(
+              model, test, k, steps=config["test_steps"] or None),
+          "test_iw_samples": k}
   write_figures(model, datasets, run_dir, config)
   export_path = None
   if config["export"]:
@@ -463,13 +518,15 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
           f"without training again") from e
     print(f"exported for TF Serving: {export_path}", flush=True)
   metrics = {
-      "test_bits_per_dim": test_bpd,
+      "test_" + name: test_bpd,
       "epochs": config["epochs"],
       "last_epoch": done["last_epoch"],
       "epochs_run_in_this_process": (0 if trained else
                                      done["epochs_run_in_this_process"]),
-      "best_val_bits_per_dim": done["best_val_bits_per_dim"],
+      "best_" + monitor_of(config): done["best_" + monitor_of(config)],
       "train_images_per_second": done["train_images_per_second"],
+      "train_seconds": done.get("train_seconds"),
+      "train_steps": done.get("train_steps"),
       "wall_time_seconds": time.time() - started,
       "num_parameters": int(model.count_params()),
       "dataset": datasets.name,
@@ -479,12 +536,16 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
       "export": export_path,
       "config": config,
   }
+  metrics.update(iw)
   write_json(metrics, os.path.join(run_dir, "metrics.json"))
   # The run is done: its training state is no longer needed.
   shutil.rmtree(backup_dir, ignore_errors=True)
   if os.path.exists(done_path):
     os.remove(done_path)
-  print(f"test bits/dim: {test_bpd:.4f}  ({datasets.name}, run {run_dir})",
+  print(f"test {name.replace('_', ' ')}: {test_bpd:.4f}  ({datasets.name}, "
+        f"run {run_dir})" + "".join(
+            f"; {k}: {v:.4f}" for k, v in iw.items()
+            if k.startswith("test_importance")),
         flush=True)
   return metrics
 
@@ -504,9 +565,9 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
     trim_training_log(run_dir, restored)
     checkpoint = callbacks_lib.AtomicModelCheckpoint(
         os.path.join(run_dir, BEST_MODEL),
-        state_path=os.path.join(run_dir, BEST_STATE), monitor=MONITOR,
-        mode="min", save_best_only=True,
-        initial_value_threshold=best_so_far(run_dir))
+        state_path=os.path.join(run_dir, BEST_STATE),
+        monitor=monitor_of(config), mode="min", save_best_only=True,
+        initial_value_threshold=best_so_far(run_dir, monitor_of(config)))
     cbs += [
         checkpoint,
         keras.callbacks.CSVLogger(os.path.join(run_dir, LOG_FILE),
@@ -529,19 +590,23 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
   # With a fixed number of steps per epoch the stream must not run dry.
   train = (datasets.train.repeat() if config["steps_per_epoch"]
            else datasets.train)
+  fit_started = time.perf_counter()
   history = model.fit(
       train, epochs=config["epochs"], initial_epoch=restored,
       steps_per_epoch=config["steps_per_epoch"] or None,
       validation_data=datasets.validation,
       validation_steps=config["validation_steps"] or None,
       callbacks=cbs, verbose=verbose if chief else 0)
+  train_seconds = time.perf_counter() - fit_started
   best = None if checkpoint is None or checkpoint.best is None else float(
       checkpoint.best)
   return {
       "last_epoch": (history.epoch[-1] + 1) if history.epoch else restored,
       "epochs_run_in_this_process": len(history.epoch),
-      "best_val_bits_per_dim": best,
+      "best_" + monitor_of(config): best,
       "train_images_per_second": throughput.images_per_second,
+      "train_seconds": train_seconds,
+      "train_steps": throughput.steps,
       "final_weights_sha256": weights_sha256(model),
   }
 

@@ -6,14 +6,36 @@
   inverse:                   x = (y - β) · exp(-log_γ) · sqrt(σ² + ε) + μ
 ```
 
-Statistics are per channel over the batch and spatial axes. In training mode
-(`training=True`, what Keras `fit` passes) `μ, σ²` are the statistics of the
-current batch and the moving averages are updated
+Statistics are per channel over the batch and spatial axes. In inference
+mode (`evaluate`, `predict`, export, sampling) the moving averages are used
+and the bijector is an exact per-channel affine map. In training mode
+(`training=True`, what Keras `fit` passes) the statistics `μ, σ²` depend on
+the batch, and the moving averages are updated
 `m ← momentum·m + (1 - momentum)·batch` once per call (once per evaluation,
-`tfp_realnvp.bijectors.evaluation()`); the log-det treats the batch statistics
-as constants. In inference mode (`evaluate`, `predict`, export, sampling) the
-moving averages are used and the bijector is an exact per-channel affine
-map. A training-mode bijector has no inverse (the batch statistics of the
+`tfp_realnvp.bijectors.evaluation()`); the log-det treats `μ, σ²` as
+constants (eq. 18 with the statistics the forward pass used). Which
+training statistics:
+
+- `bn_lag = 0` (default): the current batch's `μ_B, σ²_B`, as in ordinary
+  batch norm (Ioffe & Szegedy). This is *not* the paper's variant.
+- `bn_lag = λ > 0`: the paper's running-average batch norm (Dinh et al.,
+  2017, appendix E; `bn_lag` in the authors' `real_nvp_utils.py`), robust to
+  small batches: a blend of the running average (no gradient) and the
+  batch statistic (with gradient),
+
+  ```
+    μ = λ·sg(μ̃) + (1 − λ)·μ_B        σ² = λ·sg(σ̃²) + (1 − λ)·σ²_B
+  ```
+
+  where `μ̃, σ̃²` are the moving averages before this step's update and
+  `sg` is stop-gradient. With `λ = momentum` this is the paper's formula
+  (normalize with the updated running average, gradient through the
+  current batch only). The very first training step has no running average
+  yet: it uses the batch statistics and sets the moving averages to them
+  (the authors divide by `1 − λ^(t+1)` instead, which does not remove the
+  initial values' bias; this avoids it).
+
+A training-mode bijector has no inverse (the batch statistics of the
 unknown `x` are not available): `inverse` raises a `ValueError`, except for
 a `forward` result of the same evaluation, which the cache returns exactly.
 Sampling therefore always runs in inference mode, a pure function of the
@@ -50,22 +72,30 @@ class BatchNormState(keras.layers.Layer):
       statistics of the global batch (all-reduced), so the training objective
       does not depend on the number of replicas
       (see `tfp_realnvp.normalization`).
+    bn_lag: weight `λ ∈ [0, 1)` of the running average in the training
+      statistics (module docstring; 0 = batch statistics, the paper's
+      appendix E uses a running average). `λ > 0` adds a `num_updates`
+      counter variable.
   """
 
   def __init__(self, momentum=0.9, epsilon=1e-4, learn_scale=True,
-               synchronized=True, **kwargs):
+               synchronized=True, bn_lag=0.0, **kwargs):
     super().__init__(**kwargs)
     normalization.validate_momentum_epsilon(momentum, epsilon)
+    if isinstance(bn_lag, bool) or not 0.0 <= bn_lag < 1.0:
+      raise ValueError(f"bn_lag must be in [0, 1), got {bn_lag!r}")
     self.momentum = float(momentum)
     self.epsilon = float(epsilon)
     self.learn_scale = bool(learn_scale)
     self.synchronized = bool(synchronized)
+    self.bn_lag = float(bn_lag)
 
   @classmethod
-  def for_step(cls, step, momentum, epsilon, synchronized=True):
+  def for_step(cls, step, momentum, epsilon, synchronized=True, bn_lag=0.0,
+               name=None):
     """The built state of the batch norm after one coupling `Step`."""
-    state = cls(momentum, epsilon, synchronized=synchronized,
-                dtype="float32", name=f"flow_bn_{step.index}")
+    state = cls(momentum, epsilon, synchronized=synchronized, bn_lag=bn_lag,
+                dtype="float32", name=name or f"flow_bn_{step.index}")
     state.build((None,) + tuple(step.shape))
     return state
 
@@ -77,6 +107,11 @@ class BatchNormState(keras.layers.Layer):
     self.moving_variance = self.add_weight(
         name="moving_variance", shape=(channels,), initializer="ones",
         trainable=False, aggregation="mean")
+    if self.bn_lag:
+      # Training steps seen (the first one has no running average yet).
+      self.num_updates = self.add_weight(
+          name="num_updates", shape=(), initializer="zeros",
+          trainable=False, aggregation="mean")
     if self.learn_scale:
       self.log_gamma = self.add_weight(name="log_gamma", shape=(channels,),
                                        initializer="zeros")
@@ -90,7 +125,8 @@ class BatchNormState(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(momentum=self.momentum, epsilon=self.epsilon,
-                  learn_scale=self.learn_scale, synchronized=self.synchronized)
+                  learn_scale=self.learn_scale, synchronized=self.synchronized,
+                  bn_lag=self.bn_lag)
     return config
 
 
@@ -149,16 +185,33 @@ class FlowBatchNorm(OnePassBijector):
             tf.cast(self._state.moving_variance, dtype))
 
   def _batch_stats_and_update(self, x):
-    """Batch mean/variance per channel; updates the moving averages."""
+    """The training statistics per channel (batch, or blended with the
+    running average when `bn_lag > 0`); updates the moving averages."""
     flat, _ = _util.flatten_batch(x)
     # Moments in float32 even under a mixed-precision policy.
     state = self._state
     mean, variance = normalization.moments(flat, axes=[0, 1, 2],
                                            synchronized=state.synchronized)
-    normalization.update_moving(state.moving_mean, mean, state.momentum)
-    normalization.update_moving(state.moving_variance, variance,
-                                state.momentum)
-    return tf.cast(mean, x.dtype), tf.cast(variance, x.dtype)
+    if not state.bn_lag:
+      normalization.update_moving(state.moving_mean, mean, state.momentum)
+      normalization.update_moving(state.moving_variance, variance,
+                                  state.momentum)
+      return tf.cast(mean, x.dtype), tf.cast(variance, x.dtype)
+    lag = state.bn_lag
+    first = tf.convert_to_tensor(state.num_updates) < 0.5
+    running_mean = tf.where(first, tf.stop_gradient(mean),
+                            tf.convert_to_tensor(state.moving_mean))
+    running_var = tf.where(first, tf.stop_gradient(variance),
+                           tf.convert_to_tensor(state.moving_variance))
+    used_mean = lag * tf.stop_gradient(running_mean) + (1.0 - lag) * mean
+    used_var = lag * tf.stop_gradient(running_var) + (1.0 - lag) * variance
+    m = state.momentum
+    state.moving_mean.assign(m * running_mean +
+                             (1.0 - m) * tf.stop_gradient(mean))
+    state.moving_variance.assign(m * running_var +
+                                 (1.0 - m) * tf.stop_gradient(variance))
+    state.num_updates.assign_add(1.0)
+    return tf.cast(used_mean, x.dtype), tf.cast(used_var, x.dtype)
 
   def _log_det(self, x, variance, log_gamma):
     """Per-event forward log-det, eq. 18: H·W·Σ_c(log_γ - ½log(σ²+ε))."""

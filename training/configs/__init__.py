@@ -28,25 +28,47 @@ FIELDS = {
                      "masked (full resolution on b*x) or squeezed (the same "
                      "partition on the 2x2-squeezed tensor, s/t networks at "
                      "half resolution)"),
-    "dequantizer": ("none", str, "none (the input pipeline adds U[0,1) noise) "
-                    "or uniform (the pipeline feeds integer levels and the "
-                    "model dequantizes them)"),
+    "dequantizer": ("none", str, "none (the input pipeline adds U[0,1) noise), "
+                    "uniform (the pipeline feeds integer levels and the "
+                    "model dequantizes them) or variational (Flow++: a "
+                    "learned q(u|x); bits/dim is then the variational "
+                    "bound, reported as variational_bits_per_dim)"),
     "use_batch_norm": (True, bool, "batch norm in s/t nets and as bijectors"),
     "conditional": (False, bool, "class-conditional model (labelled datasets)"),
     "alpha": (0.05, float, "logit preprocessing alpha"),
     "bn_momentum": (0.9, float, "batch-norm moving-average decay"),
     "log_scale_init": (1.0, float, "initial bound of |s| (scale*tanh)"),
     "l2_reg": (5e-5, float, "L2 penalty on s/t network weights (paper 5e-5)"),
-    "learning_rate": (1e-3, float, "Adam learning rate (paper 1e-3)"),
+    "learning_rate": (1e-3, float, "peak learning rate (paper: Adam 1e-3)"),
+    "optimizer": ("adam", str, "adam (the paper's) or adamax"),
+    "warmup_steps": (0, int, "linear learning-rate warmup steps (0 = off)"),
+    "lr_decay": ("none", str, "learning-rate decay after warmup: none, "
+                 "cosine (to lr_decay_rate x learning_rate at decay_steps) "
+                 "or exponential (x lr_decay_rate every decay_steps)"),
+    "decay_steps": (0, int, "steps of the lr_decay (> 0 when lr_decay is "
+                    "not none)"),
+    "lr_decay_rate": (0.0, float, "cosine: final fraction of the learning "
+                      "rate; exponential: factor per decay_steps (in (0, 1])"),
     "clipnorm": (100.0, float, "global gradient-norm clip (0 = off)"),
+    "ema_decay": (0.0, float, "Polyak averaging: exponential moving average "
+                  "of the weights with this decay (e.g. 0.999), used by "
+                  "evaluation, samples and the export (0 = off)"),
+    "bn_lag": (0.0, float, "the paper's running-average batch norm (appendix "
+               "E): weight of the running average in the training-mode "
+               "statistics of the flow's batch-norm steps (0 = batch "
+               "statistics only, e.g. 0.95)"),
     "batch_size": (64, int, "global batch size (paper 64)"),
     "epochs": (30, int, "training epochs (may change when resuming: "
                "extends or shortens the run)"),
     "steps_per_epoch": (0, int, "steps per epoch (0 = the whole train split)"),
     "validation_steps": (0, int, "validation batches per epoch (0 = all)"),
     "test_steps": (0, int, "test batches for the final bits/dim (0 = all)"),
-    "max_train_minutes": (0.0, float, "stop after the epoch that passes this "
-                          "many minutes of training (0 = off)"),
+    "test_iw_samples": (0, int, "also report the importance-weighted test "
+                        "bits/dim with this many dequantization draws per "
+                        "image (0 = off)"),
+    "max_train_minutes": (0.0, float, "stop training after the step that "
+                          "reaches this many minutes of fit (checked every "
+                          "step; 0 = off)"),
     "shuffle_buffer": (10000, int, "training shuffle buffer"),
     "seed": (0, int, "random seed (weights, shuffling, dequantization)"),
     "deterministic": (False, bool, "deterministic tf.data order and ops"),
@@ -68,10 +90,14 @@ FIELDS = {
 }
 
 
+OPTIMIZERS = ("adam", "adamax")
+LR_DECAYS = ("none", "cosine", "exponential")
+
 # Keys that may differ when an unfinished run is resumed: they change how
 # long training goes on or what is reported at the end, not what is trained.
 # Every other key must equal the value the run was started with.
 MAY_CHANGE_ON_RESUME = ("epochs", "max_train_minutes", "test_steps",
+                        "test_iw_samples",
                         "num_samples", "temperatures", "interpolation_steps",
                         "export", "export_dir", "jit_compile")
 
@@ -244,6 +270,17 @@ def validate(config):
       "log_scale_init": _number(c["log_scale_init"], 0, low_open=True),
       "l2_reg": _number(c["l2_reg"], 0),
       "learning_rate": _number(c["learning_rate"], 0, low_open=True),
+      "optimizer": _one_of(c["optimizer"], OPTIMIZERS),
+      "warmup_steps": _integer(c["warmup_steps"], 0),
+      "lr_decay": _one_of(c["lr_decay"], LR_DECAYS),
+      "decay_steps": (_integer(c["decay_steps"], 1) if c["lr_decay"] != "none"
+                      else _integer(c["decay_steps"], 0)),
+      "lr_decay_rate": (_number(c["lr_decay_rate"], 0, 1, low_open=True)
+                        if c["lr_decay"] == "exponential" else
+                        _number(c["lr_decay_rate"], 0, 1)),
+      "ema_decay": _number(c["ema_decay"], 0, 1, high_open=True),
+      "bn_lag": _number(c["bn_lag"], 0, 1, high_open=True),
+      "test_iw_samples": _integer(c["test_iw_samples"], 0),
       "clipnorm": _number(c["clipnorm"], 0),
       "batch_size": _integer(c["batch_size"], 1),
       "epochs": _integer(c["epochs"], 1),
