@@ -231,6 +231,9 @@ def main(argv=None):
   p.add_argument("--ablation", action="store_true",
                  help="also run mnist_fast's levers one at a time on its "
                       "baseline, and all together")
+  p.add_argument("--baseline", action="store_true",
+                 help="also run mnist_fast's architecture with the paper's "
+                      "plain recipe (the ablation's first row)")
   p.add_argument("--iw_samples", type=int, default=None,
                  help="importance-weighted test draws of the config runs "
                       "(default: each config's test_iw_samples)")
@@ -259,9 +262,9 @@ def main(argv=None):
     p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
   trained = [("train", f"realnvp-train --config {name}", name, {})
              for name in args.configs.split(",") if name]
-  if args.ablation:
-    trained += [("train", label, name, overrides)
-                for label, name, overrides in ablation_runs()]
+  if args.ablation or args.baseline:
+    trained += [("train", label, name, overrides) for label, name, overrides
+                in ablation_runs()[:None if args.ablation else 1]]
   if args.params is None:
     args.params = (config_parameters(*trained[0][2:]) if trained
                    else TARGET)

@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gc  # noqa: E402
+
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -58,6 +61,16 @@ def frozen_batch_norm_dense_log_det(mean, variance, log_gamma, beta, x):
   frozen.beta.assign(beta)
   return dense_log_det(
       bijectors.FlowBatchNorm(frozen, training=False).forward, x)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_module_state():
+  """After each test module: drop Keras' global graph state and collect.
+  Without it garbage from earlier modules (traced and XLA-compiled
+  functions) was collected in one pause of minutes inside a later test."""
+  yield
+  keras.backend.clear_session()
+  gc.collect()
 
 
 @pytest.fixture

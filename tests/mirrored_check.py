@@ -6,7 +6,9 @@ the weight updates and of the batch-norm moving statistics.
     python tests/mirrored_check.py {none|synchronized|per_replica} [masked|squeezed]
 
 `none`: no batch norm; `synchronized` / `per_replica`: batch norm on, with
-`synchronized_batch_norm` True / False."""
+`synchronized_batch_norm` True / False; `synchronized` also keeps EMA weights
+(updated in cross-replica context) and uses the running-average batch norm
+(`bn_lag`), which must match the single device too."""
 
 import json
 import sys
@@ -31,7 +33,9 @@ def build():
   return tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_res_blocks=1,
                              num_filters=8, use_batch_norm=MODE != "none",
                              synchronized_batch_norm=MODE == "synchronized",
-                             checkerboard=CHECKERBOARD)
+                             checkerboard=CHECKERBOARD,
+                             ema_decay=0.5 if MODE == "synchronized" else None,
+                             bn_lag=0.5 if MODE == "synchronized" else 0.0)
 
 
 x = np.random.default_rng(0).uniform(0, 256, (16, 8, 8, 1)).astype(
@@ -64,6 +68,7 @@ def relative_update_difference(pairs):
 
 pairs = list(zip(single.weights, mirrored.weights, start))
 json.dump({"replicas": strategy.num_replicas_in_sync, "losses": losses,
+           "ema_weights": sum("ema_" in p[0].path for p in pairs),
            "relative_update_difference": relative_update_difference(
                [p for p in pairs if p[0].trainable]),
            "relative_moving_stat_difference": relative_update_difference(

@@ -78,6 +78,8 @@ def test_mirrored_strategy_matches_single_device(mode):
   assert abs(single - mirrored) <= 1e-5 * abs(single)
   assert result["relative_update_difference"] < 1e-5
   assert result["relative_moving_stat_difference"] < 1e-5
+  # synchronized: the EMA copy is among the compared weights and updated.
+  assert (result["ema_weights"] > 0) == (mode == "synchronized")
 
 
 def test_per_replica_batch_norm_differs_from_single_device():

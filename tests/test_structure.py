@@ -222,7 +222,7 @@ def test_uniform_dequantizer_option(rng):
   clone = tfp_realnvp.RealNVP.from_config(model.get_config())
   assert isinstance(clone.dequantizer, dequantization.UniformDequantizer)
   with pytest.raises(ValueError, match="dequantizer must be one of"):
-    tfp_realnvp.RealNVP(dequantizer="variational", **kwargs)
+    tfp_realnvp.RealNVP(dequantizer="flowpp", **kwargs)
 
 
 def test_multiscale_docstring_example_runs():

@@ -53,14 +53,22 @@ BAD_VALUES = [  # each value once through arrays, once through tf.data
 ]
 
 
+@pytest.fixture(scope="module")
+def graph_and_xla_models():
+  """One compiled model per path, shared: every bad batch is refused before
+  it reaches the weights (checked), so each test sees the same models, and
+  XLA compiles its train and test steps once."""
+  return {False: _compiled(False), True: _compiled(True)}
+
+
 @pytest.mark.parametrize("value,match,as_dataset", BAD_VALUES)
 def test_bad_values_give_the_same_error_with_and_without_xla(
-    value, match, as_dataset):
+    value, match, as_dataset, graph_and_xla_models):
   x = _data(32)
   x[5, 2, 3, 0] = value
   messages = []
   for jit in (False, True):
-    model = _compiled(jit)
+    model = graph_and_xla_models[jit]
     data = (tf.data.Dataset.from_tensor_slices(x).batch(16) if as_dataset
             else x)
     before = [w.copy() for w in model.get_weights()]
@@ -79,10 +87,11 @@ def test_bad_values_give_the_same_error_with_and_without_xla(
   assert messages[0] == messages[1], messages
 
 
-def test_wrong_shape_is_the_same_error_with_and_without_xla():
+def test_wrong_shape_is_the_same_error_with_and_without_xla(
+    graph_and_xla_models):
   x = np.zeros((16, 8, 8, 3), np.float32) + 100
   for jit in (False, True):
-    model = _compiled(jit)
+    model = graph_and_xla_models[jit]
     with pytest.raises(ValueError, match=r"\[N, 8, 8, 1\]"):
       model.fit(x, batch_size=16, epochs=1, verbose=0)
 
