@@ -17,6 +17,8 @@ config sets `test_iw_samples` (or `--iw_samples`), the importance-weighted
 figure. The peers are then sized to the first config's parameter count
 (unless `--params`). `--ablation` adds the levers of `mnist_fast` one at a
 time to its plain-paper baseline (`ABLATION`), and all of them together.
+`--structure` runs mnist_fast with each learned prior and Glow step of issue
+17 (`STRUCTURE`), at equal parameters (within 10%).
 
 Contestants (`--impls`): `ours` once per `--checkerboard` and
 `--mixed_precision`, normflows Glow / Real NVP (`nf_glow`, `nf_realnvp`,
@@ -63,6 +65,37 @@ ABLATION = {
     "bn_lag 0.95": {"bn_lag": 0.95},
     "variational dequantization": {"dequantizer": "variational"},
 }
+
+
+# Issue 17's options, each alone on mnist_fast as shipped, then Glow's whole
+# step: the learned priors and Glow's steps at (nearly) equal parameters
+# (the MADE's widths keep it within 10% of the 0.42M model:
+# `structure_runs` checks that).
+STRUCTURE = {
+    "split prior": {"prior": "split"},
+    "MADE prior (hidden 48, 48)": {"prior": "made",
+                                   "made_hidden_units": [48, 48]},
+    "actnorm": {"actnorm": True},
+    "reverse permutation": {"permutation": "reverse"},
+    "1x1 convolution": {"permutation": "conv1x1"},
+    "Glow step (actnorm + 1x1 conv + split prior)": {
+        "actnorm": True, "permutation": "conv1x1", "prior": "split"},
+}
+
+
+def structure_runs(config="mnist_fast", tolerance=0.10):
+  """(label, config name, overrides): the config as shipped, then each
+  `STRUCTURE` option; a `ValueError` if one is not within `tolerance` of
+  the shipped parameter count."""
+  reference = config_parameters(config)
+  runs = [(f"{config} (gaussian prior, no Glow steps)", config, {})]
+  for label, overrides in STRUCTURE.items():
+    count = config_parameters(config, overrides)
+    if abs(count - reference) > tolerance * reference:
+      raise ValueError(f"{label}: {count:,} parameters, not within "
+                       f"{tolerance:.0%} of {config}'s {reference:,}")
+    runs.append((f"+ {label}", config, dict(overrides)))
+  return runs
 
 
 def ablation_runs(config="mnist_fast"):
@@ -120,7 +153,7 @@ def config_parameters(name, overrides=None):
 
 
 def run_one(impl, minutes, data_dir, checkerboard="masked",
-            mixed_precision=None, target=TARGET):
+            mixed_precision=None, target=TARGET, learning_rate=1e-3):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -136,7 +169,7 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
     if mixed_precision:
       config["mixed_precision"] = mixed_precision
     model, params, _ = models.ours(SHAPE, target, **config)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
 
     class Budget(keras.callbacks.Callback):
       steps = 0
@@ -154,7 +187,7 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
     from bench import torch_peers  # pylint: disable=import-outside-toplevel
     torch = torch_peers.configure_torch()
     flow, params, _ = torch_peers.build_flow(impl, SHAPE, target)
-    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=learning_rate)
 
     def model_space(x):
       return torch_peers.to_model_space(torch, x.numpy())
@@ -185,10 +218,11 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
     nll = tf.function(
         lambda x: -models.glow_log_prob_pixels(dist, x, SHAPE))
   train_seconds = time.perf_counter() - start
-  total, count, finite = 0.0, 0, True
+  total, count, finite, non_finite = 0.0, 0, True, 0
   for x in pipelines.test:
     values = nll(x).numpy()
     finite = finite and bool(np.all(np.isfinite(values)))
+    non_finite += int(np.sum(~np.isfinite(values)))
     total += float(np.sum(values))
     count += len(values)
   return {"impl": impl, "checkerboard": checkerboard if impl == "ours" else
@@ -196,6 +230,8 @@ def run_one(impl, minutes, data_dir, checkerboard="masked",
           None, "parameters": int(params), "minutes": minutes,
           "train_seconds": train_seconds, "steps": steps,
           "images_seen": steps * BATCH, "test_images": count,
+          "learning_rate": learning_rate,
+          "non_finite_test_log_probs": non_finite,
           "all_test_log_probs_finite": finite,
           "test_bits_per_dim": total / count / (dims * math.log(2.0))}
 
@@ -231,9 +267,15 @@ def main(argv=None):
   p.add_argument("--ablation", action="store_true",
                  help="also run mnist_fast's levers one at a time on its "
                       "baseline, and all together")
+  p.add_argument("--structure", action="store_true",
+                 help="also run mnist_fast with each learned prior and Glow "
+                      "step option (issue 17), at equal parameters")
   p.add_argument("--baseline", action="store_true",
                  help="also run mnist_fast's architecture with the paper's "
                       "plain recipe (the ablation's first row)")
+  p.add_argument("--peer_lr", type=float, default=1e-3,
+                 help="Adam learning rate of the --impls contestants (lower "
+                      "it for a peer that diverges, and say so)")
   p.add_argument("--iw_samples", type=int, default=None,
                  help="importance-weighted test draws of the config runs "
                       "(default: each config's test_iw_samples)")
@@ -255,7 +297,7 @@ def main(argv=None):
     else:
       impl, checkerboard, precision = spec
       row = run_one(impl, args.minutes, args.data_dir, checkerboard,
-                    precision, args.params or TARGET)
+                    precision, args.params or TARGET, args.peer_lr)
     print(json.dumps(row), flush=True)
     return 0
   if not os.path.isdir(os.path.join(args.data_dir, "mnist")):
@@ -265,6 +307,9 @@ def main(argv=None):
   if args.ablation or args.baseline:
     trained += [("train", label, name, overrides) for label, name, overrides
                 in ablation_runs()[:None if args.ablation else 1]]
+  if args.structure:
+    trained += [("train", label, name, overrides) for label, name, overrides
+                in structure_runs()]
   if args.params is None:
     args.params = (config_parameters(*trained[0][2:]) if trained
                    else TARGET)
@@ -285,7 +330,8 @@ def main(argv=None):
     proc = subprocess.run(
         [sys.executable, "-m", "bench.quality", "--one", json.dumps(run),
          "--minutes", str(args.minutes), "--data_dir", args.data_dir,
-         "--params", str(args.params), "--index", str(index)] + (
+         "--params", str(args.params), "--index", str(index),
+         "--peer_lr", str(args.peer_lr)] + (
              ["--keep_runs", args.keep_runs] if args.keep_runs else []) + (
              [] if args.iw_samples is None else
              ["--iw_samples", str(args.iw_samples)]),
@@ -303,7 +349,8 @@ def main(argv=None):
     print(json.dumps(row), flush=True)
     rows.append(row)
   print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()}, {os.cpu_count()} "
-        "cores; batch 64, MNIST test (10,000 images); peers: Adam 1e-3")
+        f"cores; batch 64, MNIST test (10,000 images); peers: Adam "
+        f"{args.peer_lr:g}")
   print("\n| contestant | params | budget min | train s | steps | images "
         "seen | test bits/dim | IW bits/dim (K) |")
   print("|---|---|---|---|---|---|---|---|")

@@ -20,12 +20,17 @@ def perturb_weights(layers, seed=0, scale=0.1):
 
   Zero-initialised last layers make a coupling the identity and fresh batch
   norms are the identity too; an exactness test on such weights would pass
-  for a wrong log-det. Moving variances stay positive.
+  for a wrong log-det. Moving variances stay positive. Integer variables
+  (a 1×1 convolution's permutation), the actnorm's `initialized` flag and
+  the LU `sign` are structure, not weights: left alone.
   """
   rng = np.random.default_rng(seed)
   for layer in layers:
     for v in layer.weights:
       value = np.asarray(v.numpy())
+      if not np.issubdtype(value.dtype, np.floating) or any(
+          key in v.path for key in ("initialized", "sign")):
+        continue
       if "variance" in v.path:
         new = rng.uniform(0.5, 2.0, size=value.shape)
       else:

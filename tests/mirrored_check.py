@@ -3,12 +3,14 @@ on the same global batch with the default strategy and with MirroredStrategy
 over two logical CPUs; prints the losses, the largest relative difference of
 the weight updates and of the batch-norm moving statistics.
 
-    python tests/mirrored_check.py {none|synchronized|per_replica} [masked|squeezed]
+    python tests/mirrored_check.py {none|synchronized|per_replica|glow} [masked|squeezed]
 
 `none`: no batch norm; `synchronized` / `per_replica`: batch norm on, with
 `synchronized_batch_norm` True / False; `synchronized` also keeps EMA weights
 (updated in cross-replica context) and uses the running-average batch norm
-(`bn_lag`), which must match the single device too."""
+(`bn_lag`), which must match the single device too; `glow`: actnorm (its
+data-dependent initialisation runs in fit), 1x1 convolutions and the split
+prior, no batch norm."""
 
 import json
 import sys
@@ -30,6 +32,11 @@ CHECKERBOARD = sys.argv[2] if len(sys.argv) > 2 else "masked"
 
 def build():
   keras.utils.set_random_seed(0)
+  if MODE == "glow":  # actnorm (initialised in fit), 1x1 conv, split prior
+    return tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_res_blocks=1,
+                               num_filters=8, use_batch_norm=False,
+                               actnorm=True, permutation="conv1x1",
+                               prior="split", checkerboard=CHECKERBOARD)
   return tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_res_blocks=1,
                              num_filters=8, use_batch_norm=MODE != "none",
                              synchronized_batch_norm=MODE == "synchronized",
@@ -69,6 +76,11 @@ def relative_update_difference(pairs):
 pairs = list(zip(single.weights, mirrored.weights, start))
 json.dump({"replicas": strategy.num_replicas_in_sync, "losses": losses,
            "ema_weights": sum("ema_" in p[0].path for p in pairs),
+           "actnorm_initialized": [float(b.numpy()) for _, b, _ in pairs
+                                   if "initialized" in b.path],
+           "relative_actnorm_difference": relative_update_difference(
+               [p for p in pairs if "actnorm" in p[0].path and
+                p[0].trainable]),
            "relative_update_difference": relative_update_difference(
                [p for p in pairs if p[0].trainable]),
            "relative_moving_stat_difference": relative_update_difference(

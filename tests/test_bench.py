@@ -134,6 +134,20 @@ def test_quality_ablation_runs_are_valid_configs_and_one_lever_each():
       *(set(lever) for lever in quality.ABLATION.values()))
 
 
+def test_quality_structure_runs_are_valid_and_at_equal_parameters():
+  from bench import quality  # pylint: disable=import-outside-toplevel
+  from training import configs  # pylint: disable=import-outside-toplevel
+  runs = quality.structure_runs()
+  assert len(runs) == len(quality.STRUCTURE) + 1 and runs[0][2] == {}
+  reference = quality.config_parameters("mnist_fast")
+  for label, name, overrides in runs:
+    configs.validate(dict(configs.load(name), **overrides))
+    count = quality.config_parameters(name, overrides)
+    assert abs(count - reference) <= 0.10 * reference, label
+  with pytest.raises(ValueError, match="not within"):
+    quality.structure_runs(tolerance=0.001)
+
+
 def test_quality_config_contestant_reports_its_run(tmp_path):
   from bench import quality  # pylint: disable=import-outside-toplevel
   tiny = {"num_scales": 1, "num_res_blocks": 0, "num_filters": 4,

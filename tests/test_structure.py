@@ -161,7 +161,7 @@ def test_a_new_prior_is_one_class_and_one_option(monkeypatch, rng):
                              x.numpy(), atol=1e-3)
   assert shifted.get_config()["prior"] == "shifted"
   with pytest.raises(ValueError, match="prior must be one of"):
-    tfp_realnvp.RealNVP(prior="made", **kwargs)
+    tfp_realnvp.RealNVP(prior="vampprior", **kwargs)
   with pytest.raises(ValueError, match="unconditional"):
     tfp_realnvp.RealNVP(prior="standard_normal", num_classes=3, **kwargs)
 

@@ -331,3 +331,43 @@ def test_train_with_every_lever_then_evaluate_sample_export(tmp_path):
   assert budget["train_steps"] == 1 and budget["last_epoch"] == 1
   with pytest.raises(ValueError, match="no averaged weights"):
     evaluate_cli.evaluate(plain, raw_weights=True)
+
+
+def test_train_with_learned_priors_and_glow_steps(tmp_path):
+  """--prior made/split, --actnorm, --permutation: the run trains (actnorm
+  initialised from the first batch), resumes nothing it should not, and
+  evaluates, samples and exports."""
+  run_dir = str(tmp_path / "run")
+  assert train_cli.main(
+      ["--config", "digits", "--output_dir", run_dir, "--epochs", "1",
+       "--steps_per_epoch", "5", "--prior", "made", "--made_hidden_units",
+       "32,32", "--actnorm", "true", "--permutation", "conv1x1",
+       "--num_scales", "2", "--num_res_blocks", "1", "--num_filters", "8",
+       "--test_steps", "2", "--validation_steps", "2", "--num_samples", "4",
+       "--interpolation_steps", "2", "--verbose", "0", "--export",
+       "false"]) == 0
+  with open(os.path.join(run_dir, "metrics.json")) as f:
+    metrics = json.load(f)
+  assert metrics["config"]["prior"] == "made"
+  assert metrics["config"]["made_hidden_units"] == [32, 32]
+  assert np.isfinite(metrics["test_bits_per_dim"])
+  model = keras.saving.load_model(os.path.join(run_dir, "checkpoints",
+                                               "best.keras"))
+  assert model.prior_name == "made" and model.permutation == "conv1x1"
+  assert model.actnorm and not model.actnorm_init_pending()
+  assert np.isfinite(evaluate_cli.evaluate(run_dir, split="test"))
+  out = str(tmp_path / "made.png")
+  assert sample_cli.main([run_dir, "--output", out, "--num", "4"]) == 0
+  assert os.path.getsize(out) > 0
+  split_dir = str(tmp_path / "split")
+  assert train_cli.main(
+      ["--config", "digits", "--output_dir", split_dir, "--epochs", "1",
+       "--steps_per_epoch", "3", "--prior", "split", "--permutation",
+       "reverse", "--test_steps", "1", "--validation_steps", "1",
+       "--num_samples", "4", "--interpolation_steps", "2"] + TINY) == 0
+  with open(os.path.join(split_dir, "metrics.json")) as f:
+    assert json.load(f)["config"]["prior"] == "split"
+  with pytest.raises(SystemExit):
+    train_cli.main(["--made_hidden_units", "a,b"])
+  assert train_cli.main(["--config", "digits", "--prior", "vampprior",
+                         "--output_dir", str(tmp_path / "bad")]) == 2

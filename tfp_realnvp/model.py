@@ -16,6 +16,7 @@ samples = model.sample(16, temperature=0.7, seed=(1, 2))
 ```
 """
 
+import collections
 import math
 
 import keras
@@ -28,14 +29,30 @@ from tfp_realnvp import interpolation
 from tfp_realnvp import networks
 from tfp_realnvp import prior as prior_lib
 from tfp_realnvp import validation
+from tfp_realnvp.bijectors import actnorm as actnorm_lib
 from tfp_realnvp.bijectors import batch_norm
 from tfp_realnvp.bijectors import cache
 from tfp_realnvp.bijectors import logit
 from tfp_realnvp.bijectors import multiscale
+from tfp_realnvp.bijectors import permutation as permutation_lib
 from tfp_realnvp.bijectors import real_nvp_flow
 
 COUPLING_TYPES = validation.COUPLING_TYPES
 MIXED_PRECISION_POLICIES = validation.MIXED_PRECISION_POLICIES
+PERMUTATIONS = permutation_lib.PERMUTATIONS
+
+
+class FlowLayers(collections.namedtuple(
+    "FlowLayers", ["networks", "batch_norm_states", "actnorm_states",
+                   "conv1x1_states", "prior", "dequantizer"])):
+  """The Keras layers of one copy of the model (raw or EMA)."""
+
+  def all(self):
+    """Every layer, in a fixed order (`None`s left out)."""
+    return [layer for layer in (
+        list(self.networks) + list(self.batch_norm_states) +
+        list(self.actnorm_states) + list(self.conv1x1_states) +
+        [self.prior, self.dequantizer]) if layer is not None]
 
 
 class _EMAUpdate(keras.callbacks.Callback):
@@ -69,6 +86,26 @@ class _EMAUpdate(keras.callbacks.Callback):
       self._update(tf.constant(float(now), tf.float32),
                    tf.constant(float(now - self._last), tf.float32))
     self._last = now
+
+
+def _first_batch(x, batch_size=None):
+  """The first batch `fit` will see of `x` (for actnorm's initialisation):
+  a `tf.data.Dataset`'s first element's inputs, or the first `batch_size`
+  (Keras' default 32) rows of arrays."""
+  if isinstance(x, tf.data.Dataset):
+    element = next(iter(x))
+    inputs, _, _ = keras.utils.unpack_x_y_sample_weight(element)
+    return inputs
+  if isinstance(x, (np.ndarray, tf.Tensor)):
+    return x[:batch_size or 32]
+  if isinstance(x, (tuple, list)) and x and all(
+      isinstance(part, (np.ndarray, tf.Tensor)) for part in x):
+    return tuple(part[:batch_size or 32] for part in x)
+  raise ValueError(
+      f"actnorm needs its data-dependent initialisation before training, "
+      f"and fit() cannot take a first batch from {type(x).__name__}: call "
+      f"model.initialize_actnorm(batch) with one batch (what call() takes) "
+      f"before fit()")
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -129,6 +166,19 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     bn_lag: `λ ∈ [0, 1)`: the flow's batch-norm steps normalize with
       `λ·(running average) + (1 − λ)·(batch statistic)` in training, the
       paper's appendix E (`bijectors.batch_norm`); 0 = batch statistics.
+    actnorm: Glow's actnorm before every coupling (`bijectors.actnorm`),
+      initialised from the first batch `fit` sees (or by
+      `initialize_actnorm(batch)`); saved and restored.
+    permutation: 'none' (Real NVP), 'reverse' or 'conv1x1' (Glow's
+      invertible 1×1 convolution in LU form): a channel permutation before
+      every coupling (`bijectors.permutation`).
+    made_hidden_units: hidden widths of the MADE of `prior='made'`.
+
+  Priors (`prior=`): 'gaussian' (the default: 'standard_normal', or
+  'class_conditional' with `num_classes`), 'split' (Glow's learned split
+  prior) or 'made' (an autoregressive prior on the coarsest latent); see
+  `tfp_realnvp.prior`. `encode` returns the standard-normal latent of the
+  whole model for every prior, so `decode(ε)`, `ε ~ N(0, I)`, is a sample.
   """
 
   def __init__(self, image_shape, num_scales=3, num_res_blocks=4,
@@ -137,7 +187,8 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
                use_weight_norm=True, log_scale_init=1.0, l2_reg=5e-5,
                validate_inputs=True, synchronized_batch_norm=True,
                mixed_precision=None, checkerboard="masked", prior=None,
-               dequantizer=None, ema_decay=None, bn_lag=0.0, **kwargs):
+               dequantizer=None, ema_decay=None, bn_lag=0.0, actnorm=False,
+               permutation="none", made_hidden_units=(512, 512), **kwargs):
     if mixed_precision is None and (keras.config.dtype_policy().name in
                                     MIXED_PRECISION_POLICIES):
       mixed_precision = keras.config.dtype_policy().name
@@ -153,6 +204,9 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
                        f"{ema_decay!r}")
     if isinstance(bn_lag, bool) or not 0.0 <= bn_lag < 1.0:
       raise ValueError(f"bn_lag must be in [0, 1), got {bn_lag!r}")
+    validation.check_choice("permutation", permutation, PERMUTATIONS)
+    made_hidden_units = validation.check_hidden_units("made_hidden_units",
+                                                      made_hidden_units)
     # As given (config form): one int, or the list of per-scale widths.
     num_filters = (int(num_filters) if isinstance(
         num_filters, (int, np.integer)) else list(self.scale_filters))
@@ -169,20 +223,35 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
         validate_inputs=bool(validate_inputs), dequantizer_name=dequantizer,
         mixed_precision=mixed_precision, bn_lag=float(bn_lag),
         ema_decay=None if ema_decay is None else float(ema_decay),
+        actnorm=bool(actnorm), permutation=permutation,
+        made_hidden_units=made_hidden_units,
         event_size=int(np.prod(image_shape))).items():
       setattr(self, key, value)
 
     # Every layer is created and built here: all weights exist after this.
-    steps = real_nvp_flow.plan(image_shape, self.num_scales, checkerboard)
+    steps = real_nvp_flow.plan(image_shape, self.num_scales, checkerboard,
+                               permutation)
     self.latent_shapes = real_nvp_flow.latent_shapes(steps)
+    # Attribute names (and so the .keras weight paths) as before Glow steps.
+    layers = self._make_layers(steps)
     (self.coupling_networks, self.batch_norm_states, self.prior,
-     self.dequantizer) = self._make_layers(steps)
+     self.dequantizer) = (layers.networks, layers.batch_norm_states,
+                          layers.prior, layers.dequantizer)
+    if self.actnorm:
+      self.actnorm_states = layers.actnorm_states
+    if self.permutation == permutation_lib.CONV1X1:
+      self.conv1x1_states = layers.conv1x1_states
     self._use_ema = self.ema_decay is not None
     if self.ema_decay is not None:
       # The averaged copy: same layers, non-trainable, names prefixed "ema_".
+      ema = self._make_layers(steps, prefix="ema_")
       (self.ema_coupling_networks, self.ema_batch_norm_states,
-       self.ema_prior, self.ema_dequantizer) = self._make_layers(
-           steps, prefix="ema_")
+       self.ema_prior, self.ema_dequantizer) = (
+           ema.networks, ema.batch_norm_states, ema.prior, ema.dequantizer)
+      if self.actnorm:
+        self.ema_actnorm_states = ema.actnorm_states
+      if self.permutation == permutation_lib.CONV1X1:
+        self.ema_conv1x1_states = ema.conv1x1_states
       self._ema_pairs = []
       for raw, ema in zip(self._raw_layers(), self._ema_layers()):
         ema.trainable = False
@@ -197,8 +266,8 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     self.built = True
 
   def _make_layers(self, steps, prefix=""):
-    """Built s/t networks, batch-norm states, prior and dequantizer."""
-    nets, states = [], []
+    """The built layers of one copy of the model (`FlowLayers`)."""
+    nets, states, actnorms, conv1x1s = [], [], [], []
     for step in (s for s in steps if s.kind == real_nvp_flow.COUPLING):
       net = networks.CouplingResNet.for_step(
           step, self.scale_filters[step.scale], self.num_res_blocks,
@@ -216,28 +285,41 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
             synchronized=self.synchronized_batch_norm, bn_lag=self.bn_lag,
             name=f"{prefix}flow_bn_{step.index}")
         states.append(state)
+      if self.actnorm:
+        actnorms.append(actnorm_lib.ActNormState(
+            dtype="float32", name=f"{prefix}actnorm_{step.index}"))
+        actnorms[-1].build((None,) + tuple(step.shape))
+      if self.permutation == permutation_lib.CONV1X1:
+        conv1x1s.append(permutation_lib.Conv1x1State(
+            dtype="float32", name=f"{prefix}conv1x1_{step.index}"))
+        conv1x1s[-1].build((None,) + tuple(step.shape))
+    prior_kwargs = ({"hidden_units": self.made_hidden_units}
+                    if self.prior_name == "made" else {})
     prior = prior_lib.PRIORS[self.prior_name](
         latent_dim=self.event_size, num_classes=self.num_classes,
-        dtype="float32", name=prefix + "prior")
+        latent_shapes=self.latent_shapes, dtype="float32",
+        name=prefix + "prior", **prior_kwargs)
     prior.build()
     dequantizer = None
     if self.dequantizer_name:
       dequantizer = dequantization.DEQUANTIZERS[self.dequantizer_name](
           dtype="float32", name=prefix + "dequantizer")
       dequantizer.build((None,) + tuple(self.image_shape))
-    return nets, states, prior, dequantizer
+    return FlowLayers(nets, states, actnorms, conv1x1s, prior, dequantizer)
 
   def _raw_layers(self):
-    return [layer for layer in (list(self.coupling_networks) +
-                                list(self.batch_norm_states) +
-                                [self.prior, self.dequantizer])
-            if layer is not None]
+    return FlowLayers(
+        self.coupling_networks, self.batch_norm_states,
+        getattr(self, "actnorm_states", []),
+        getattr(self, "conv1x1_states", []), self.prior,
+        self.dequantizer).all()
 
   def _ema_layers(self):
-    return [layer for layer in (list(self.ema_coupling_networks) +
-                                list(self.ema_batch_norm_states) +
-                                [self.ema_prior, self.ema_dequantizer])
-            if layer is not None]
+    return FlowLayers(
+        self.ema_coupling_networks, self.ema_batch_norm_states,
+        getattr(self, "ema_actnorm_states", []),
+        getattr(self, "ema_conv1x1_states", []), self.ema_prior,
+        self.ema_dequantizer).all()
 
   def _copy_to_ema(self):
     for raw, ema in self._ema_pairs:
@@ -268,13 +350,18 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     self._iw_draw = None
 
   def _weights_for(self, training):
-    """(networks, batch-norm states, prior, dequantizer) for a pass: the
-    raw weights in training, the averages in inference when `use_ema`."""
+    """The `FlowLayers` of a pass: the raw weights in training, the
+    averages in inference when `use_ema`."""
     if training or not self._use_ema:
-      return (self.coupling_networks, self.batch_norm_states, self.prior,
-              self.dequantizer)
-    return (self.ema_coupling_networks, self.ema_batch_norm_states,
-            self.ema_prior, self.ema_dequantizer)
+      return FlowLayers(
+          self.coupling_networks, self.batch_norm_states,
+          getattr(self, "actnorm_states", []),
+          getattr(self, "conv1x1_states", []), self.prior, self.dequantizer)
+    return FlowLayers(
+        self.ema_coupling_networks, self.ema_batch_norm_states,
+        getattr(self, "ema_actnorm_states", []),
+        getattr(self, "ema_conv1x1_states", []), self.ema_prior,
+        self.ema_dequantizer)
 
   def count_params(self):
     """Parameters of the density model (the EMA copy is not counted)."""
@@ -282,30 +369,90 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     return int(sum(np.prod(v.shape) for v in self.weights
                    if id(v) not in ema))
 
-  def fit(self, *args, callbacks=None, **kwargs):
+  def fit(self, x=None, *args, callbacks=None, **kwargs):
     """`keras.Model.fit`; with `ema_decay`, the averages are updated after
-    every step."""
+    every step; with `actnorm`, uninitialised actnorms are first initialised
+    from the first batch of `x` (`initialize_actnorm`)."""
+    if self.actnorm_init_pending():
+      self.initialize_actnorm(_first_batch(x, kwargs.get("batch_size")))
     callbacks = list(callbacks or [])
     if self.ema_decay is not None:
       callbacks.append(_EMAUpdate())
-    return super().fit(*args, callbacks=callbacks, **kwargs)
+    return super().fit(x, *args, callbacks=callbacks, **kwargs)
+
+  def actnorm_init_pending(self):
+    """True when the model has actnorms that are not initialised yet."""
+    return self.actnorm and not all(
+        state.is_initialized() for state in self.actnorm_states)
+
+  def initialize_actnorm(self, inputs):
+    """Glow's data-dependent actnorm initialisation from one batch.
+
+    `inputs` is what `call` takes (`x` or `(x, labels)`; integer levels
+    with a dequantizer). One eager training-mode pass: every actnorm not
+    yet initialised sets its bias and log-scale so that its output on this
+    batch has zero mean and unit variance per channel. Nothing else
+    changes (the moving batch-norm statistics the pass would update are
+    restored). It runs outside any replica step, on the whole batch, so
+    under a `tf.distribute` strategy every replica gets the same values.
+    The EMA copy, if any, takes the initialised values.
+    """
+    if not self.actnorm:
+      raise ValueError("initialize_actnorm: this model has no actnorm "
+                       "(actnorm=False)")
+    if not tf.executing_eagerly():
+      raise RuntimeError("initialize_actnorm runs eagerly, not in a "
+                         "tf.function")
+    actnorm_vars = {id(v) for s in self.actnorm_states for v in s.weights}
+    kept = [(v, v.numpy()) for v in self.weights
+            if not v.trainable and id(v) not in actnorm_vars]
+    with actnorm_lib.data_init():
+      self(inputs, training=True)
+    for v, value in kept:
+      v.assign(value)
+    self._agree_on_actnorm()
+    if self.ema_decay is not None:
+      for raw, ema in zip(self.actnorm_states, self.ema_actnorm_states):
+        for a, b in zip(raw.weights, ema.weights):
+          b.assign(a)
+
+  def _agree_on_actnorm(self):
+    """Under a multi-replica strategy: every replica (and worker, each of
+    which initialised from its own first batch) takes the mean of the
+    initialised values, so the copies stay identical."""
+    strategy = self.distribute_strategy
+    if strategy.num_replicas_in_sync <= 1:
+      return
+    variables = [v for s in self.actnorm_states for v in s.weights]
+
+    def mean_of_replicas():
+      ctx = tf.distribute.get_replica_context()
+      return [ctx.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(v))
+              for v in variables]
+
+    with strategy.scope():
+      means = strategy.run(mean_of_replicas)
+      for v, mean in zip(variables, means):
+        v.assign(strategy.experimental_local_results(mean)[0])
 
   def flow(self, training=False):
     """The whole flow as one TFP bijector (`MultiScaleRealNVP` after the
     logit preprocessing), `forward`: images `[..., H, W, C]` -> `[..., D]`.
     Layers run in training mode (batch statistics, moving-average updates)
     when `training` is True."""
-    nets, states, _, _ = self._weights_for(training)
+    layers = self._weights_for(training)
     return real_nvp_flow.MultiScaleRealNVP(
-        self.image_shape, self.num_scales, nets, states,
-        logit.LogitPreprocess(alpha=self.alpha),
+        self.image_shape, self.num_scales, layers.networks,
+        layers.batch_norm_states, logit.LogitPreprocess(alpha=self.alpha),
         additive=self.coupling == "additive", checkerboard=self.checkerboard,
-        training=bool(training))
+        training=bool(training), actnorm_states=layers.actnorm_states,
+        permutation=self.permutation, conv1x1_states=layers.conv1x1_states,
+        split_networks=layers.prior.split_networks)
 
   def base_distribution(self, labels=None, temperature=1.0, training=False):
     """The prior over the flat latent `[D]` (batch `[N]` if conditional)."""
     labels = self._check_labels(labels)
-    return self._weights_for(training)[2].distribution(
+    return self._weights_for(training).prior.distribution(
         labels, validation.check_temperature(temperature))
 
   def distribution(self, training=False, labels=None):
@@ -326,7 +473,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     levels = validation.check_levels(
         validation.check_images(images, self.image_shape, self.validate_inputs,
                                 allow_uint8=True), self.validate_inputs)
-    dequantizer = self._weights_for(training)[3]
+    dequantizer = self._weights_for(training).dequantizer
     x, log_q = dequantizer(levels, training=bool(training))
     return self.log_prob(x, labels=labels, training=bool(training)) - log_q
 
@@ -363,7 +510,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
             "use_batch_norm num_classes alpha bn_momentum bn_epsilon "
             "use_weight_norm log_scale_init l2_reg validate_inputs "
             "synchronized_batch_norm mixed_precision checkerboard "
-            "ema_decay bn_lag").split()
+            "ema_decay bn_lag actnorm permutation made_hidden_units").split()
     return dict({k: getattr(self, k) for k in keys},
                 image_shape=list(self.image_shape), prior=self.prior_name,
                 dequantizer=self.dequantizer_name)
@@ -388,13 +535,13 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     `decode(encode(x, y), y) == x` and `decode(T·ε, y)` samples class `y`."""
     images = self._check_images(images)
     labels = self._check_labels(labels, tf.shape(images)[0])
-    return self._weights_for(False)[2].standardize(
+    return self._weights_for(False).prior.standardize(
         self.flow(training=False).forward(images), labels)
 
   def decode(self, latents, labels=None):
     """Latents `[N, D]` -> images `[N, H, W, C]`: the inverse of `encode`."""
     z = self._check_latents(latents)
-    z = self._weights_for(False)[2].unstandardize(
+    z = self._weights_for(False).prior.unstandardize(
         z, self._check_labels(labels, tf.shape(z)[0]))
     return self.flow(training=False).inverse(z)
 
@@ -486,7 +633,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
           validation.check_images(images, self.image_shape,
                                   self.validate_inputs, allow_uint8=True),
           self.validate_inputs)
-    dequantizer = self._weights_for(False)[3]
+    dequantizer = self._weights_for(False).dequantizer
     if seed is None:
       seed = dequantizer.seed if dequantizer is not None else 0
     if getattr(self, "_iw_draw", None) is None:
@@ -508,7 +655,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
 
   def _log_weight(self, levels, labels, seed):
     """`log p(k + u) − log q(u | k)` of the inference-mode draw `seed`."""
-    dequantizer = self._weights_for(False)[3]
+    dequantizer = self._weights_for(False).dequantizer
     levels = tf.cast(levels, tf.float32)
     if dequantizer is None:
       u = tf.random.stateless_uniform(tf.shape(levels), seed=seed)

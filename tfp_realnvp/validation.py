@@ -271,6 +271,19 @@ def check_positive_int(name, value, allow_zero=False):
   return int(value)
 
 
+def check_hidden_units(name, value):
+  """A non-empty list of positive ints (layer widths), else `ValueError`."""
+  try:
+    units = [int(u) for u in value]
+    ok = bool(units) and all(u >= 1 and u == w for u, w in zip(units, value))
+  except (TypeError, ValueError):
+    ok = False
+  if not ok:
+    raise ValueError(f"{name} must be a non-empty list of positive integers "
+                     f"(hidden layer widths), got {value!r}")
+  return units
+
+
 def check_choice(name, value, choices):
   """Raises a `ValueError` unless `value` is one of `choices`."""
   if value not in choices:
@@ -370,11 +383,11 @@ def check_model_options(image_shape, num_scales, num_res_blocks, num_filters,
   widths = networks.scale_filters(num_filters, num_scales)
   image_shape = real_nvp_flow.check_image_shape(image_shape, num_scales)
   check_choice("checkerboard", checkerboard, masks.CHECKERBOARDS)
-  if prior is None:
-    prior = "class_conditional" if num_classes else "standard_normal"
-  check_choice("prior", prior, prior_lib.PRIORS)
+  check_choice("prior", prior, (None, prior_lib.GAUSSIAN) +
+               tuple(prior_lib.PRIORS))
+  prior = prior_lib.resolve(prior, num_classes)
   conditional = prior_lib.PRIORS[prior].conditional
-  if conditional != bool(num_classes):
+  if conditional is not None and conditional != bool(num_classes):
     raise ValueError(
         f"prior={prior!r} is {'' if conditional else 'un'}conditional but "
         f"num_classes={num_classes}: a conditional prior needs num_classes "

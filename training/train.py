@@ -309,7 +309,9 @@ def build_model(config, image_shape, num_classes):
       checkerboard=config["checkerboard"],
       dequantizer=(None if config["dequantizer"] == "none"
                    else config["dequantizer"]),
-      ema_decay=config["ema_decay"] or None, bn_lag=config["bn_lag"])
+      ema_decay=config["ema_decay"] or None, bn_lag=config["bn_lag"],
+      prior=config["prior"], made_hidden_units=config["made_hidden_units"],
+      actnorm=config["actnorm"], permutation=config["permutation"])
 
 
 def learning_rate(config):
@@ -630,6 +632,8 @@ def _parse_value(kind, text):
       return [int(v) for v in text.split(",")]
     if kind == "floats":
       return [float(v) for v in text.split(",")]
+    if kind == "ints":
+      return [int(v) for v in text.split(",")]
     if kind == "filters":
       widths = [int(v) for v in text.split(",")]
       return widths[0] if len(widths) == 1 else widths
@@ -637,6 +641,7 @@ def _parse_value(kind, text):
   except ValueError:
     fail({"shape": "three comma-separated integers H,W,C",
           "floats": "comma-separated numbers like 1.0,0.7",
+          "ints": "comma-separated integers like 512,512",
           "filters": "an integer or comma-separated integers",
           int: "an integer", float: "a number"}.get(kind, "a value"))
 
@@ -676,7 +681,7 @@ def parser():
                      help="tpu: TPU name or grpc:// address ('' = local)")
   group = p.add_argument_group("config overrides (defaults come from --config)")
   for key, (default, kind, help_text) in configs.FIELDS.items():
-    metavar = {"shape": "H,W,C", "floats": "T1,T2",
+    metavar = {"shape": "H,W,C", "floats": "T1,T2", "ints": "N1,N2",
                 "filters": "N|N1,N2,.."}.get(
         kind, getattr(kind, "__name__", str(kind)).upper())
     group.add_argument(f"--{key}", default=None, metavar=metavar,

@@ -18,6 +18,19 @@
  z = (z(1), ..., z(L)) ∈ R^D, flat, D = H·W·C
 ```
 
+Glow steps and the learned split prior are options (Kingma & Dhariwal,
+2018): with `actnorm_states` an `ActNorm` comes before every coupling, with
+`permutation` 'reverse' or 'conv1x1' a channel permutation after it (and
+then every channel coupling keeps parity 0: the permutation does the
+mixing), so each coupling becomes Glow's step
+
+```
+   [ActNorm] → [Reverse | InvertibleConv1x1] → AffineCoupling → [FlowBatchNorm]
+```
+
+and with `split_networks` a `ConditionalGaussianSplit` standardizes each
+factored-out half given the kept half just before the factor-out.
+
 `plan(image_shape, num_scales)` lists those steps (`Step`s, data -> latent
 order); `MultiScaleRealNVP` composes them from the Keras layers it is given
 (one s/t network per coupling, optionally one `BatchNormState` per
@@ -54,11 +67,14 @@ import collections
 
 import numpy as np
 
+from tfp_realnvp.bijectors import actnorm
 from tfp_realnvp.bijectors import batch_norm
 from tfp_realnvp.bijectors import cache
 from tfp_realnvp.bijectors import coupling
 from tfp_realnvp.bijectors import masks
 from tfp_realnvp.bijectors import multiscale
+from tfp_realnvp.bijectors import permutation as permutation_lib
+from tfp_realnvp.bijectors import split_prior
 from tfp_realnvp.bijectors import squeeze
 
 COUPLING = "coupling"
@@ -118,9 +134,17 @@ def check_image_shape(image_shape, num_scales, fit=True):
   return dims
 
 
-def plan(image_shape, num_scales, checkerboard="masked"):
-  """The steps of the multi-scale architecture, data -> latent order."""
+def plan(image_shape, num_scales, checkerboard="masked", permutation="none"):
+  """The steps of the multi-scale architecture, data -> latent order.
+
+  With a `permutation` other than 'none' every channel coupling has parity
+  0 (Glow: the permutation before each coupling mixes the halves; with
+  'reverse', alternating parities would undo it)."""
   shape = check_image_shape(image_shape, num_scales)
+  if permutation not in permutation_lib.PERMUTATIONS:
+    raise ValueError(f"permutation must be one of "
+                     f"{permutation_lib.PERMUTATIONS}, got {permutation!r}")
+  fixed_channel_parity = permutation != permutation_lib.NONE
   steps = []
 
   def add_coupling(scale, mask_type, parity, shape):
@@ -139,7 +163,8 @@ def plan(image_shape, num_scales, checkerboard="masked"):
     steps.append(Step(SQUEEZE, scale, shape, None, None, None, None, None))
     shape = squeeze.squeeze_event_shape(shape)
     for k in range(3):
-      add_coupling(scale, masks.CHANNEL, k % 2, shape)
+      add_coupling(scale, masks.CHANNEL, 0 if fixed_channel_parity else k % 2,
+                   shape)
     steps.append(Step(FACTOR_OUT, scale, shape, None, None, None, None,
                       None))
     shape = (shape[0], shape[1], shape[2] - shape[2] // 2)
@@ -168,6 +193,13 @@ class MultiScaleRealNVP(cache.Chain):
       coupling: a `FlowBatchNorm` bijector follows every coupling.
     preprocess: `None` or a bijector applied first (on the pixels), e.g.
       `LogitPreprocess`.
+    actnorm_states: `None`, or one built `ActNormState` per coupling: an
+      `ActNorm` before every coupling.
+    permutation: 'none', 'reverse' or 'conv1x1' (`permutation.PERMUTATIONS`),
+      a channel permutation before every coupling (after the actnorm).
+    conv1x1_states: with 'conv1x1', one built `Conv1x1State` per coupling.
+    split_networks: `None`, or one built `SplitPriorNet` per factor-out
+      (Glow's split prior: `ConditionalGaussianSplit` before it).
     additive: NICE couplings (no scale).
     checkerboard: the checkerboard strategy (`masks.CHECKERBOARDS`).
     training: Keras mode of every layer (batch statistics and
@@ -177,23 +209,37 @@ class MultiScaleRealNVP(cache.Chain):
 
   def __init__(self, image_shape, num_scales, coupling_networks,
                batch_norm_states=None, preprocess=None, additive=False,
-               checkerboard="masked", training=False, validate_args=False,
-               name="real_nvp_flow"):
+               checkerboard="masked", training=False, actnorm_states=None,
+               permutation="none", conv1x1_states=None, split_networks=None,
+               validate_args=False, name="real_nvp_flow"):
     parameters = dict(locals())
-    self._steps = plan(image_shape, num_scales, checkerboard)
+    self._steps = plan(image_shape, num_scales, checkerboard, permutation)
     n_couplings = sum(s.kind == COUPLING for s in self._steps)
+    n_splits = sum(s.kind == FACTOR_OUT for s in self._steps)
     if len(coupling_networks) != n_couplings:
       raise ValueError(f"image_shape {tuple(image_shape)} with num_scales="
                        f"{num_scales} has {n_couplings} couplings; got "
                        f"{len(coupling_networks)} coupling_networks")
-    if batch_norm_states and len(batch_norm_states) != n_couplings:
-      raise ValueError(f"batch_norm_states needs one state per coupling "
-                       f"({n_couplings}), got {len(batch_norm_states)}")
+    for what, given in (("batch_norm_states", batch_norm_states),
+                        ("actnorm_states", actnorm_states),
+                        ("conv1x1_states", conv1x1_states)):
+      if given and len(given) != n_couplings:
+        raise ValueError(f"{what} needs one state per coupling "
+                         f"({n_couplings}), got {len(given)}")
+    if (permutation == permutation_lib.CONV1X1) != bool(conv1x1_states):
+      raise ValueError("permutation='conv1x1' needs conv1x1_states (one "
+                       "Conv1x1State per coupling), and only it takes them")
+    if split_networks and len(split_networks) != n_splits:
+      raise ValueError(f"split_networks needs one network per factor-out "
+                       f"({n_splits}), got {len(split_networks)}")
     self._latent_shapes = latent_shapes(self._steps)
     self._build_args = dict(
         networks=list(coupling_networks),
         states=list(batch_norm_states or []), additive=bool(additive),
-        checkerboard=checkerboard, training=bool(training))
+        checkerboard=checkerboard, training=bool(training),
+        actnorm_states=list(actnorm_states or []), permutation=permutation,
+        conv1x1_states=list(conv1x1_states or []),
+        split_networks=list(split_networks or []))
     bijectors = [self._segment(0)]
     if preprocess is not None:
       bijectors.append(preprocess)
@@ -221,6 +267,17 @@ class MultiScaleRealNVP(cache.Chain):
     for i in range(start, len(self._steps)):
       step = self._steps[i]
       if step.kind == COUPLING:
+        if args["actnorm_states"]:
+          parts.append(actnorm.ActNorm(
+              args["actnorm_states"][step.index],
+              name=f"actnorm_{step.index}_s{step.scale}"))
+        if args["permutation"] == permutation_lib.REVERSE:
+          parts.append(permutation_lib.reverse_channels(
+              step.shape[2], name=f"reverse_{step.index}_s{step.scale}"))
+        elif args["permutation"] == permutation_lib.CONV1X1:
+          parts.append(permutation_lib.InvertibleConv1x1(
+              args["conv1x1_states"][step.index],
+              name=f"conv1x1_{step.index}_s{step.scale}"))
         parts.append(coupling.AffineCoupling(
             args["networks"][step.index], mask_type=step.mask_type,
             parity=step.parity, additive=args["additive"],
@@ -233,6 +290,10 @@ class MultiScaleRealNVP(cache.Chain):
       elif step.kind == SQUEEZE:
         parts.append(squeeze.Squeeze(step.shape, name=step.name))
       else:  # factor out: half leaves, the rest is the next scales' segment
+        if args["split_networks"]:
+          parts.append(split_prior.ConditionalGaussianSplit(
+              args["split_networks"][step.scale], training=args["training"],
+              name=f"split_prior_s{step.scale}"))
         parts.append(multiscale.factor_out(step.shape, self._segment(i + 1),
                                            name=step.name))
         return cache.Chain(parts[::-1], name=f"scale_{self._steps[start].scale}")

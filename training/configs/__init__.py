@@ -33,6 +33,17 @@ FIELDS = {
                     "model dequantizes them) or variational (Flow++: a "
                     "learned q(u|x); bits/dim is then the variational "
                     "bound, reported as variational_bits_per_dim)"),
+    "prior": ("gaussian", str, "base distribution: gaussian (N(0, I), or "
+              "per-class Gaussians when conditional), split (Glow's learned "
+              "split prior) or made (an autoregressive MADE prior on the "
+              "coarsest latent)"),
+    "made_hidden_units": ([512, 512], "ints", "hidden widths of the MADE of "
+                          "prior=made, e.g. 512,512"),
+    "actnorm": (False, bool, "Glow's actnorm before every coupling "
+                "(data-dependent initialisation on the first batch)"),
+    "permutation": ("none", str, "channel permutation before every coupling: "
+                    "none (Real NVP), reverse or conv1x1 (Glow's invertible "
+                    "1x1 convolution, LU form)"),
     "use_batch_norm": (True, bool, "batch norm in s/t nets and as bijectors"),
     "conditional": (False, bool, "class-conditional model (labelled datasets)"),
     "alpha": (0.05, float, "logit preprocessing alpha"),
@@ -91,6 +102,7 @@ FIELDS = {
 
 
 OPTIMIZERS = ("adam", "adamax")
+PRIORS = ("gaussian", "split", "made")
 LR_DECAYS = ("none", "cosine", "exponential")
 
 # Keys that may differ when an unfinished run is resumed: they change how
@@ -227,6 +239,14 @@ def _check_num_filters(value, num_scales):
           f"{value!r}")
 
 
+def _check_ints(value):
+  if (isinstance(value, (list, tuple)) and value and
+      all(_is_int(u) and u >= 1 for u in value)):
+    return None
+  return (f"must be a non-empty list of integers >= 1 (e.g. 512,512), got "
+          f"{value!r}")
+
+
 def _check_temperatures(value):
   if (isinstance(value, (list, tuple)) and value and
       all(_number(t, 0, low_open=True) is None for t in value)):
@@ -265,6 +285,9 @@ def validate(config):
       "checkerboard": _one_of(c["checkerboard"], tuple(masks.CHECKERBOARDS)),
       "dequantizer": _one_of(c["dequantizer"], ("none",) + tuple(
           dequantization.DEQUANTIZERS)),
+      "prior": _one_of(c["prior"], PRIORS),
+      "made_hidden_units": _check_ints(c["made_hidden_units"]),
+      "permutation": _one_of(c["permutation"], model_lib.PERMUTATIONS),
       "alpha": _number(c["alpha"], 0, 0.5, low_open=True, high_open=True),
       "bn_momentum": _number(c["bn_momentum"], 0, 1, high_open=True),
       "log_scale_init": _number(c["log_scale_init"], 0, low_open=True),
@@ -301,7 +324,7 @@ def validate(config):
                      f"must be a directory path, got {c['export_dir']!r}"),
   }
   for key in ("use_batch_norm", "conditional", "deterministic",
-              "synchronized_batch_norm", "export"):
+              "synchronized_batch_norm", "export", "actnorm"):
     checks[key] = _boolean(c[key])
   if c.get("num_classes") is not None:
     checks["num_classes"] = _integer(c["num_classes"], 2)

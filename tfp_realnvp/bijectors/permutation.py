@@ -1,0 +1,149 @@
+"""Channel permutations before a coupling: Glow's reverse and invertible 1×1
+convolution (Kingma & Dhariwal, 2018, §3.2).
+
+```
+  'none'     identity (Real NVP: alternating mask parities mix the halves)
+  'reverse'  y[..., c] = x[..., C-1-c]                      log-det 0
+  'conv1x1'  y = W x at every pixel, W ∈ R^{C×C} learned    log-det H·W·log|det W|
+             W = P · L · (U + diag(sign · exp(log_s)))      (LU form, §3.2)
+             log|det W| = Σ log_s
+```
+
+In the LU form `P` (a permutation) and `sign` are fixed at initialisation
+(from the LU decomposition of a random rotation, as Glow does), `L`
+(unit lower-triangular), `U` (strictly upper) and `log_s` are learned: the
+log-determinant costs O(C) instead of O(C³) and `W` stays invertible.
+
+`InvertibleConv1x1` builds TFP's `tfb.ScaleMatvecLU` from the current
+variables at every call (its `forward` is the matvec with `W`, its log-det
+`Σ log|diag U|`); the inverse solves with the LU factors, every pixel of the
+batch being one right-hand side (`tfp.math.lu_solve` on `[C, N·H·W]`).
+The variables live in `Conv1x1State`, a Keras 3 layer owned by the model.
+'reverse' is TFP's `tfb.Permute` (it holds no weights).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_realnvp.bijectors import _util
+from tfp_realnvp.bijectors._one_pass import OnePassBijector
+
+NONE = "none"
+REVERSE = "reverse"
+CONV1X1 = "conv1x1"
+PERMUTATIONS = (NONE, REVERSE, CONV1X1)
+
+
+def reverse_channels(channels, name="reverse_channels"):
+  """`tfb.Permute` reversing the last axis (log-det 0)."""
+  return tfp.bijectors.Permute(permutation=list(range(channels))[::-1],
+                               axis=-1, name=name)
+
+
+def _random_lu(channels, seed):
+  """`(lower_upper, perm)` of a random rotation (QR of a Gaussian)."""
+  rng = np.random.default_rng(seed)
+  q, r = np.linalg.qr(rng.standard_normal((channels, channels)))
+  q = q * np.sign(np.diag(r))[None, :]
+  lower_upper, perm = tf.linalg.lu(tf.constant(q, tf.float64))
+  return lower_upper.numpy(), perm.numpy()
+
+
+@keras.saving.register_keras_serializable(package="tfp_realnvp")
+class Conv1x1State(keras.layers.Layer):
+  """Keras 3 layer: the LU variables of one `InvertibleConv1x1` (no call).
+
+  Args:
+    seed: of the random rotation `W` starts from (`None`: drawn from Keras'
+      global seed, so `keras.utils.set_random_seed` makes it reproducible).
+  """
+
+  def __init__(self, seed=None, **kwargs):
+    super().__init__(**kwargs)
+    self.seed = seed
+
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    seed = self.seed
+    if seed is None:
+      seed = int(keras.random.randint((), 0, 2**31 - 1).numpy()) if (
+          tf.executing_eagerly()) else 0
+    lower_upper, perm = _random_lu(channels, seed)
+    diag = np.diag(lower_upper)
+
+    def constant(value):
+      return lambda shape, dtype=None: tf.constant(value, dtype or "float32")
+
+    self.lower = self.add_weight(
+        name="lower", shape=(channels, channels),
+        initializer=constant(np.tril(lower_upper, -1).astype(np.float32)))
+    self.upper = self.add_weight(
+        name="upper", shape=(channels, channels),
+        initializer=constant(np.triu(lower_upper, 1).astype(np.float32)))
+    self.log_s = self.add_weight(
+        name="log_s", shape=(channels,),
+        initializer=constant(np.log(np.abs(diag)).astype(np.float32)))
+    self.sign = self.add_weight(
+        name="sign", shape=(channels,), trainable=False,
+        initializer=constant(np.sign(diag).astype(np.float32)))
+    self.permutation = self.add_weight(
+        name="permutation", shape=(channels,), dtype="int32",
+        trainable=False, initializer=constant(perm.astype(np.int32)))
+
+  def lower_upper(self):
+    """The packed LU factors TFP's `ScaleMatvecLU` takes (only the strictly
+    lower part of `lower` and strictly upper part of `upper` are used)."""
+    return (tf.linalg.band_part(self.lower, -1, 0) -
+            tf.linalg.band_part(self.lower, 0, 0) +
+            tf.linalg.band_part(self.upper, 0, -1) -
+            tf.linalg.band_part(self.upper, 0, 0) +
+            tf.linalg.diag(self.sign * tf.exp(self.log_s)))
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(seed=self.seed)
+    return config
+
+
+class InvertibleConv1x1(OnePassBijector):
+  """Glow's invertible 1×1 convolution on `[..., H, W, C]` (LU form)."""
+
+  def __init__(self, state, validate_args=False, name="conv1x1"):
+    parameters = dict(locals())
+    self._state = state
+    super().__init__(forward_min_event_ndims=3, validate_args=validate_args,
+                     parameters=parameters, name=name)
+
+  @property
+  def state(self):
+    return self._state
+
+  def matvec_lu(self):
+    """TFP's `tfb.ScaleMatvecLU` of the current weights."""
+    return tfp.bijectors.ScaleMatvecLU(
+        self._state.lower_upper(),
+        tf.convert_to_tensor(self._state.permutation))
+
+  def _ldj(self, x, matvec):
+    pixels = tf.cast(tf.shape(x)[-3] * tf.shape(x)[-2], x.dtype)
+    per_pixel = tf.cast(matvec.forward_log_det_jacobian(
+        tf.zeros([tf.shape(x)[-1]], x.dtype), event_ndims=1), x.dtype)
+    return tf.broadcast_to(pixels * per_pixel, tf.shape(x)[:-3])
+
+  def _augmented_forward(self, x):
+    matvec = self.matvec_lu()
+    y = tf.cast(matvec.forward(tf.cast(x, tf.float32)), x.dtype)
+    return y, self._ldj(x, matvec)
+
+  def _augmented_inverse(self, y):
+    matvec = self.matvec_lu()
+    flat, batch_shape = _util.flatten_batch(y)
+    channels = tf.shape(flat)[-1]
+    columns = tf.transpose(tf.reshape(tf.cast(flat, tf.float32),
+                                      [-1, channels]))  # [C, N·H·W]
+    solved = tfp.math.lu_solve(matvec.lower_upper, matvec.permutation,
+                               columns)
+    x = tf.cast(tf.reshape(tf.transpose(solved), tf.shape(flat)), y.dtype)
+    return _util.unflatten_batch(x, batch_shape), -self._ldj(y, matvec)
