@@ -31,7 +31,7 @@ def _free_ports(n):
   return ports
 
 
-def _start_workers(tmp_path, ports, epochs):
+def _start_workers(tmp_path, ports, epochs, extra_flags=()):
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
   procs = []
   for index in range(len(ports)):
@@ -43,7 +43,7 @@ def _start_workers(tmp_path, ports, epochs):
     procs.append(subprocess.Popen(
         [sys.executable, "-m", "training.train", *TRAIN_FLAGS,
          "--epochs", str(epochs), "--output_dir", str(tmp_path / "run"),
-         "--export_dir", str(tmp_path / "saved_models")],
+         "--export_dir", str(tmp_path / "saved_models"), *extra_flags],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
   return procs
 
@@ -72,13 +72,17 @@ def _worker_result(tmp_path, index):
 
 
 def test_two_workers_train_and_only_the_chief_writes(tmp_path):
-  procs = _start_workers(tmp_path, _free_ports(2), epochs=2)
+  # With Glow's actnorm: each worker initialises it from its own first
+  # batch, then the workers agree (the final weights below are equal).
+  procs = _start_workers(tmp_path, _free_ports(2), epochs=2,
+                         extra_flags=["--actnorm", "true"])
   codes = _wait(procs, tmp_path)
   assert codes == [0, 0], _logs(tmp_path)
   run = tmp_path / "run"
   metrics = json.loads((run / "metrics.json").read_text())
   assert metrics["num_replicas"] == 2
   assert metrics["last_epoch"] == 2
+  assert metrics["config"]["actnorm"] is True
   assert metrics["test_bits_per_dim"] > 0
   assert (run / "checkpoints" / "best.keras").is_file()
   versions = list((tmp_path / "saved_models" / "digits").iterdir())
