@@ -34,6 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import networks
+
 
 def input_degrees(event_size, order="left-to-right"):
   """Degrees `1..d` of the inputs: `order` 'left-to-right' or
@@ -180,10 +182,7 @@ class MADE(keras.layers.Layer):
       h = self._act(h)
     params = self.out(h)
     shift, raw = tf.split(params, 2, axis=-1)
-    if self.log_scale_clamp is not None:
-      c = tf.cast(self.log_scale_clamp, raw.dtype)
-      raw = c * tf.tanh(raw / c)
-    return shift, raw
+    return shift, networks.soft_clamp(raw, self.log_scale_clamp)
 
   def get_config(self):
     config = super().get_config()

@@ -232,26 +232,11 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     steps = real_nvp_flow.plan(image_shape, self.num_scales, checkerboard,
                                permutation)
     self.latent_shapes = real_nvp_flow.latent_shapes(steps)
-    # Attribute names (and so the .keras weight paths) as before Glow steps.
-    layers = self._make_layers(steps)
-    (self.coupling_networks, self.batch_norm_states, self.prior,
-     self.dequantizer) = (layers.networks, layers.batch_norm_states,
-                          layers.prior, layers.dequantizer)
-    if self.actnorm:
-      self.actnorm_states = layers.actnorm_states
-    if self.permutation == permutation_lib.CONV1X1:
-      self.conv1x1_states = layers.conv1x1_states
+    self._own_layers(self._make_layers(steps))
     self._use_ema = self.ema_decay is not None
     if self.ema_decay is not None:
       # The averaged copy: same layers, non-trainable, names prefixed "ema_".
-      ema = self._make_layers(steps, prefix="ema_")
-      (self.ema_coupling_networks, self.ema_batch_norm_states,
-       self.ema_prior, self.ema_dequantizer) = (
-           ema.networks, ema.batch_norm_states, ema.prior, ema.dequantizer)
-      if self.actnorm:
-        self.ema_actnorm_states = ema.actnorm_states
-      if self.permutation == permutation_lib.CONV1X1:
-        self.ema_conv1x1_states = ema.conv1x1_states
+      self._own_layers(self._make_layers(steps, prefix="ema_"), "ema_")
       self._ema_pairs = []
       for raw, ema in zip(self._raw_layers(), self._ema_layers()):
         ema.trainable = False
@@ -307,19 +292,31 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
       dequantizer.build((None,) + tuple(self.image_shape))
     return FlowLayers(nets, states, actnorms, conv1x1s, prior, dequantizer)
 
+  # Model attribute of each `FlowLayers` field (the EMA copy's are prefixed
+  # "ema_"). The names are the `.keras` weight paths, as before Glow steps;
+  # the Glow-step lists exist only when the option is on.
+  _LAYER_ATTRIBUTES = FlowLayers(
+      "coupling_networks", "batch_norm_states", "actnorm_states",
+      "conv1x1_states", "prior", "dequantizer")
+
+  def _own_layers(self, layers, prefix=""):
+    """Makes the `FlowLayers` attributes of this model (so tracked)."""
+    for name, value in zip(self._LAYER_ATTRIBUTES, layers):
+      if name in ("actnorm_states", "conv1x1_states") and not value:
+        continue
+      setattr(self, prefix + name, value)
+
+  def _flow_layers(self, ema=False):
+    """The `FlowLayers` of the raw weights or of the EMA copy."""
+    prefix = "ema_" if ema else ""
+    return FlowLayers(*(getattr(self, prefix + name, [])
+                        for name in self._LAYER_ATTRIBUTES))
+
   def _raw_layers(self):
-    return FlowLayers(
-        self.coupling_networks, self.batch_norm_states,
-        getattr(self, "actnorm_states", []),
-        getattr(self, "conv1x1_states", []), self.prior,
-        self.dequantizer).all()
+    return self._flow_layers().all()
 
   def _ema_layers(self):
-    return FlowLayers(
-        self.ema_coupling_networks, self.ema_batch_norm_states,
-        getattr(self, "ema_actnorm_states", []),
-        getattr(self, "ema_conv1x1_states", []), self.ema_prior,
-        self.ema_dequantizer).all()
+    return self._flow_layers(ema=True).all()
 
   def _copy_to_ema(self):
     for raw, ema in self._ema_pairs:
@@ -352,16 +349,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
   def _weights_for(self, training):
     """The `FlowLayers` of a pass: the raw weights in training, the
     averages in inference when `use_ema`."""
-    if training or not self._use_ema:
-      return FlowLayers(
-          self.coupling_networks, self.batch_norm_states,
-          getattr(self, "actnorm_states", []),
-          getattr(self, "conv1x1_states", []), self.prior, self.dequantizer)
-    return FlowLayers(
-        self.ema_coupling_networks, self.ema_batch_norm_states,
-        getattr(self, "ema_actnorm_states", []),
-        getattr(self, "ema_conv1x1_states", []), self.ema_prior,
-        self.ema_dequantizer)
+    return self._flow_layers(ema=self._use_ema and not training)
 
   def count_params(self):
     """Parameters of the density model (the EMA copy is not counted)."""

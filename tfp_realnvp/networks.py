@@ -243,6 +243,15 @@ class CouplingResNet(keras.layers.Layer):
     return config
 
 
+def soft_clamp(raw, clamp):
+  """`clamp·tanh(raw / clamp)`: a log-scale bounded in `(−clamp, clamp)`,
+  ≈ `raw` near 0; `clamp=None` leaves `raw` as it is."""
+  if clamp is None:
+    return raw
+  c = tf.cast(clamp, raw.dtype)
+  return c * tf.tanh(raw / c)
+
+
 def scale_filters(num_filters, num_scales):
   """Per-scale s/t-network widths (finest first) from an int or a list.
 

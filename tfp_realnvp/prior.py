@@ -52,6 +52,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp import made as made_lib
+from tfp_realnvp import networks
 from tfp_realnvp.bijectors import autoregressive
 from tfp_realnvp.bijectors import cache
 
@@ -211,10 +212,7 @@ class SplitPriorNet(keras.layers.Layer):
 
   def loc_and_log_scale(self, h):
     mean, raw = tf.split(self.conv(h), 2, axis=-1)
-    if self.log_scale_clamp is not None:
-      c = tf.cast(self.log_scale_clamp, raw.dtype)
-      raw = c * tf.tanh(raw / c)
-    return mean, raw
+    return mean, networks.soft_clamp(raw, self.log_scale_clamp)
 
   def call(self, h, training=False):
     del training

@@ -11,6 +11,7 @@ network pass. Entries never outlive the evaluation they were computed in
 (`tfp_realnvp.bijectors.evaluation()`): the weights may change in between.
 """
 
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp.bijectors import cache
@@ -55,3 +56,25 @@ class OnePassBijector(cache.EvaluationScoped, tfp.bijectors.Bijector):
   def _inverse_log_det_jacobian(self, y):
     self.inverse(y)
     return self._cache.inverse_attributes(y)["ildj"]
+
+
+class PerPixelBijector(OnePassBijector):
+  """A one-pass bijector on images `[..., H, W, C]` (event rank 3) that maps
+  every pixel's channel vector alike, with its variables in a Keras layer
+  `state` (actnorm, the invertible 1×1 convolution): its log-det is
+  `pixels(x)` times the per-pixel one."""
+
+  def __init__(self, state, validate_args=False, name=None):
+    parameters = dict(locals())
+    self._state = state
+    super().__init__(forward_min_event_ndims=3, validate_args=validate_args,
+                     parameters=parameters, name=name)
+
+  @property
+  def state(self):
+    return self._state
+
+  @staticmethod
+  def pixels(x):
+    """`H·W` of `x`, in its dtype."""
+    return tf.cast(tf.shape(x)[-3] * tf.shape(x)[-2], x.dtype)

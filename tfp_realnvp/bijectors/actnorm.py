@@ -34,7 +34,7 @@ import keras
 import tensorflow as tf
 
 from tfp_realnvp.bijectors import _util
-from tfp_realnvp.bijectors._one_pass import OnePassBijector
+from tfp_realnvp.bijectors._one_pass import PerPixelBijector
 
 _local = threading.local()
 
@@ -94,22 +94,15 @@ class ActNormState(keras.layers.Layer):
     return config
 
 
-class ActNorm(OnePassBijector):
+class ActNorm(PerPixelBijector):
   """Actnorm on `[..., H, W, C]` (event rank 3); state in `ActNormState`."""
 
   def __init__(self, state, validate_args=False, name="actnorm"):
-    parameters = dict(locals())
-    self._state = state
-    super().__init__(forward_min_event_ndims=3, validate_args=validate_args,
-                     parameters=parameters, name=name)
-
-  @property
-  def state(self):
-    return self._state
+    super().__init__(state, validate_args=validate_args, name=name)
 
   def _ldj(self, x):
-    pixels = tf.cast(tf.shape(x)[-3] * tf.shape(x)[-2], x.dtype)
-    return pixels * tf.reduce_sum(tf.cast(self._state.log_scale, x.dtype))
+    return self.pixels(x) * tf.reduce_sum(
+        tf.cast(self._state.log_scale, x.dtype))
 
   def _augmented_forward(self, x):
     if _initializing() and tf.executing_eagerly() and (

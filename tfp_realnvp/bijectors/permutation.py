@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_realnvp.bijectors import _util
-from tfp_realnvp.bijectors._one_pass import OnePassBijector
+from tfp_realnvp.bijectors._one_pass import PerPixelBijector
 
 NONE = "none"
 REVERSE = "reverse"
@@ -107,18 +107,11 @@ class Conv1x1State(keras.layers.Layer):
     return config
 
 
-class InvertibleConv1x1(OnePassBijector):
+class InvertibleConv1x1(PerPixelBijector):
   """Glow's invertible 1×1 convolution on `[..., H, W, C]` (LU form)."""
 
   def __init__(self, state, validate_args=False, name="conv1x1"):
-    parameters = dict(locals())
-    self._state = state
-    super().__init__(forward_min_event_ndims=3, validate_args=validate_args,
-                     parameters=parameters, name=name)
-
-  @property
-  def state(self):
-    return self._state
+    super().__init__(state, validate_args=validate_args, name=name)
 
   def matvec_lu(self):
     """TFP's `tfb.ScaleMatvecLU` of the current weights."""
@@ -127,10 +120,9 @@ class InvertibleConv1x1(OnePassBijector):
         tf.convert_to_tensor(self._state.permutation))
 
   def _ldj(self, x, matvec):
-    pixels = tf.cast(tf.shape(x)[-3] * tf.shape(x)[-2], x.dtype)
     per_pixel = tf.cast(matvec.forward_log_det_jacobian(
         tf.zeros([tf.shape(x)[-1]], x.dtype), event_ndims=1), x.dtype)
-    return tf.broadcast_to(pixels * per_pixel, tf.shape(x)[:-3])
+    return tf.broadcast_to(self.pixels(x) * per_pixel, tf.shape(x)[:-3])
 
   def _augmented_forward(self, x):
     matvec = self.matvec_lu()
