@@ -17,13 +17,15 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["tfp_realnvp", "tfp_realnvp.*",
                                     "training", "training.*"]),
-    package_data={"training.configs": ["*.json"]},
+    package_data={"training.configs": ["*.json"],
+                  "tfp_realnvp": ["weights/*.keras", "weights/*.json"]},
     entry_points={
         "console_scripts": [
             "realnvp-train=training.train:main",
             "realnvp-evaluate=training.evaluate:main",
             "realnvp-sample=training.sample:main",
             "realnvp-export=training.export:main",
+            "realnvp-score=training.score:main",
         ],
     },
     install_requires=[
@@ -43,6 +45,8 @@ setup(
         "pillow>=10",
         "tensorboard>=2.20",
         "tensorflow-serving-api==2.21.*",
+        # tfp_realnvp.deployment reads docker-compose files
+        "pyyaml>=6",
     ],
     extras_require={
         "test": ["pytest>=8"],

@@ -138,8 +138,10 @@ def test_quality_structure_runs_are_valid_and_at_equal_parameters():
   from bench import quality  # pylint: disable=import-outside-toplevel
   from training import configs  # pylint: disable=import-outside-toplevel
   runs = quality.structure_runs()
-  assert len(runs) == len(quality.STRUCTURE) + 1 and runs[0][2] == {}
-  reference = quality.config_parameters("mnist_fast")
+  assert len(runs) == len(quality.STRUCTURE) + 1
+  assert runs[0][2] == quality.REAL_NVP_STRUCTURE
+  reference = quality.config_parameters("mnist_fast",
+                                        quality.REAL_NVP_STRUCTURE)
   for label, name, overrides in runs:
     configs.validate(dict(configs.load(name), **overrides))
     count = quality.config_parameters(name, overrides)

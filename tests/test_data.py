@@ -76,7 +76,8 @@ _SOURCE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
                   "cifar10": (32, 32, 3), "celeb_a": (218, 178, 3),
                   "downsampled_imagenet/32x32": (32, 32, 3),
                   "downsampled_imagenet/64x64": (64, 64, 3),
-                  "lsun/bedroom": (256, 342, 3)}
+                  "lsun/bedroom": (256, 342, 3), "lsun/tower": (256, 341, 3),
+                  "lsun/church_outdoor": (342, 256, 3)}
 
 
 @pytest.mark.parametrize("name,flipped", [
@@ -84,7 +85,8 @@ _SOURCE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
     # only; never for digits or downsampled ImageNet, never at evaluation.
     ("mnist", False), ("fashion_mnist", False), ("cifar10", True),
     ("celeb_a", True), ("downsampled_imagenet/32x32", False),
-    ("downsampled_imagenet/64x64", False), ("lsun/bedroom", True)])
+    ("downsampled_imagenet/64x64", False), ("lsun/bedroom", True),
+    ("lsun/tower", True), ("lsun/church_outdoor", True)])
 def test_paper_preprocessing_flips_what_it_should(name, flipped, tmp_path):
   """Runs `data.load(name)` on images whose brightness rises from left to
   right (any crop or resize keeps that) and counts the ones that come out
@@ -143,7 +145,8 @@ def test_celeb_a_and_lsun_crops():
     ("cifar10", (32, 32, 3)), ("celeb_a", (64, 64, 3)),
     ("downsampled_imagenet/32x32", (32, 32, 3)),
     ("downsampled_imagenet/64x64", (64, 64, 3)),
-    ("lsun/bedroom", (64, 64, 3))])
+    ("lsun/bedroom", (64, 64, 3)), ("lsun/tower", (64, 64, 3)),
+    ("lsun/church_outdoor", (64, 64, 3))])
 def test_tfds_pipelines_on_mocked_data(name, shape, tmp_path):
   with tfds.testing.mock_data(num_examples=6, data_dir=str(tmp_path)):
     ds = data.load(name, batch_size=3, data_dir=str(tmp_path), download=False)

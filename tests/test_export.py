@@ -287,7 +287,8 @@ def test_rest_and_grpc_payloads(exported):
 def test_class_conditional_export(exported_conditional):
   model, _, session = exported_conditional
   for signature in export.SIGNATURES:
-    assert "labels" in session.signatures[signature]["inputs"]
+    assert ("labels" in session.signatures[signature]["inputs"]) == (
+        signature not in export.UNLABELLED)
   x = export.example_inputs(model, "serving_default", n=3)
   out = session.run("serving_default", x)
   np.testing.assert_allclose(out["log_prob"],
@@ -317,8 +318,12 @@ def test_mixed_bfloat16_model_exports_and_serves(tmp_path):
     x = export.example_inputs(model, "serving_default", n=4)["images"]
     out = session.run("serving_default", {"images": x})
     assert out["log_prob"].dtype == np.float32
+    # bfloat16 keeps 8 significant bits: on a CPU with native bf16 dot
+    # products (AVX512_BF16) the served graph and the eager model round
+    # differently (measured up to 2.4e-4 relative on 2026-12-06; 1e-4
+    # passed on CPUs without it). A wrong export is off by far more.
     np.testing.assert_allclose(out["log_prob"], model.log_prob(x).numpy(),
-                               rtol=1e-4)
+                               rtol=1e-3)
     samples = session.run("sample", export.example_inputs(model, "sample",
                                                           n=3))["images"]
     assert samples.shape == (3, 8, 8, 1) and np.all(np.isfinite(samples))

@@ -234,9 +234,17 @@ def test_train_class_conditional_cli(tmp_path):
   image = sample_cli.sample_png(run_dir, out, num=4, label=7)
   assert image.shape[0] > 0 and os.path.exists(out)
   per_class = sample_cli.sample_png(run_dir, out, num=20, per_class=True)
-  # 8x8 tiles with a 1-pixel frame: 10 class rows vs a 2x2 grid.
-  assert per_class.shape[:2] == (10 * 9 + 1, 2 * 9 + 1)
-  assert image.shape[:2] == (2 * 9 + 1, 2 * 9 + 1)
+  # 8x8 tiles with a 1-pixel frame: 10 class rows vs a 2x2 grid, upscaled
+  # 4x, under a 16-pixel caption band.
+  assert per_class.shape[:2] == (16 + 4 * (10 * 9 + 1), 4 * (2 * 9 + 1))
+  assert image.shape[:2] == (16 + 4 * (2 * 9 + 1), 4 * (2 * 9 + 1))
+  # The caption is drawn (dark text pixels on the white band) and differs
+  # with the temperature.
+  band = image[:16]
+  assert band.min() < 100 and np.median(band) == 255
+  other = sample_cli.sample_png(run_dir, out, num=4, label=7,
+                                temperature=0.5)
+  assert not np.array_equal(other[:16], band)
   assert train_cli.main(["--config", "digits", "--output_dir",
                          str(tmp_path / "bad"), "--num_classes", "7"] +
                         TINY) == 2

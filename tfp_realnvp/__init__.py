@@ -4,14 +4,21 @@
 import tfp_realnvp
 model = tfp_realnvp.RealNVP(image_shape=(28, 28, 1), num_scales=2)
 dist = model.distribution()          # tfd.TransformedDistribution
+trained = tfp_realnvp.pretrained("mnist")   # shipped weights, offline
 ```
 """
 
 from tfp_realnvp import bijectors
 from tfp_realnvp import networks
 from tfp_realnvp import schedules
+from tfp_realnvp import scores
+from tfp_realnvp._pretrained import pretrained
+from tfp_realnvp._pretrained import pretrained_info
+from tfp_realnvp._pretrained import pretrained_names
 from tfp_realnvp.model import RealNVP
 
 __version__ = "0.1.0"
 
-__all__ = ["RealNVP", "bijectors", "networks", "schedules", "__version__"]
+__all__ = ["RealNVP", "bijectors", "networks", "pretrained",
+           "pretrained_info", "pretrained_names", "schedules", "scores",
+           "__version__"]

@@ -22,11 +22,20 @@ checked in the graph; class-conditional models add `labels` int32 [N]):
 | `sample`           | `seed` int32 [N,2], `temperature` float32 [N] | `images` float32 [N,H,W,C], `images_uint8` |
 | `encode`           | `images` float32 [N,H,W,C]               | `latent` float32 [N,D] |
 | `decode`           | `latent` float32 [N,D]                   | `images` float32 [N,H,W,C], `images_uint8` |
+| `score`            | `images` uint8 [N,H,W,C]                 | `bits_per_dim`, `png_bits_per_dim`, `complexity`, `typicality` [N] |
 
 `log_prob` of `serving_default` is the density of the dequantized pixels the
 caller sends (send `pixel + u`, `u ~ U[0,1)`, for the paper's bound);
 `log_prob_uint8` evaluates the density at the centre of each pixel's bin,
 a deterministic one-sample estimate of the discrete log-likelihood.
+
+`score` gives the out-of-distribution scores of `tfp_realnvp.scores` (higher =
+more unusual; `bits_per_dim` there is at the bin centres, as in
+`log_prob_uint8`). A class-conditional model scores the image alone (the
+class marginal), so `score` takes no labels. `typicality` is present only
+when the model's typicality reference was computed with the exported weights
+(`RealNVP.compute_score_statistics`, done by `fit`); otherwise the export
+warns and the signature has the other three outputs.
 
 Sampled and decoded `images` are clipped to [0, 256) (`RealNVP.clip_pixels`);
 `images_uint8` is their floor.
@@ -44,21 +53,29 @@ ops (TF Serving's defaults reject or misbehave on them).
 """
 
 import errno
+import json
 import os
 import re
 import shutil
 import tempfile
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfp_realnvp import atomic
+from tfp_realnvp import scores
 from tfp_realnvp import validation
 
 SIGNATURES = ("serving_default", "log_prob_uint8", "sample", "encode",
-              "decode")
+              "decode", "score")
+# Signatures that take no labels even from a class-conditional model.
+UNLABELLED = ("score",)
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# What a client needs to know without TensorFlow Python (image shape,
+# classes, the typicality reference); TF Serving ignores the file.
+DESCRIPTION_FILE = os.path.join("assets.extra", "tfp_realnvp.json")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -70,6 +87,8 @@ class _Endpoints:
     self.shape = tuple(model.image_shape)
     self.size = int(model.event_size)
     self.conditional = bool(model.num_classes)
+    self.typicality = model.score_statistics.is_current(
+        model._score_digest())  # pylint: disable=protected-access
 
   # --- checks: tfp_realnvp.validation, the model's own (graph asserts, ---
   # --- reported by the server as INVALID_ARGUMENT) --------------------------
@@ -131,6 +150,17 @@ class _Endpoints:
   def decode(self, latent, labels=None):
     return self._images_out(self._decode(self._check_latent(latent), labels))
 
+  def score(self, images):
+    levels = scores.to_levels(self._check_images(images))
+    bpd = self.model._centre_bits_per_dim(levels)  # pylint: disable=protected-access
+    png = scores.png_bits_per_dim(levels)
+    out = {"bits_per_dim": bpd, "png_bits_per_dim": png,
+           "complexity": scores.complexity(bpd, png)}
+    if self.typicality:
+      out["typicality"] = scores.typicality(
+          bpd, self.model.score_statistics.mean)
+    return out
+
 
 def _specs(model):
   # Shapes are left open in the signatures (unknown rank) and checked in the
@@ -150,14 +180,18 @@ def _specs(model):
       "encode": ("encode", [images]),
       "decode": ("decode", [tf.TensorSpec(None, tf.float32,
                                           name="latent")]),
+      "score": ("score", [images_u8]),
   }
   if model.num_classes:
-    specs = {k: (fn, args + [labels]) for k, (fn, args) in specs.items()}
+    specs = {k: (fn, args + ([] if k in UNLABELLED else [labels]))
+             for k, (fn, args) in specs.items()}
   return specs
 
 
 def _bind(endpoints, method, conditional):
   fn = getattr(endpoints, method)
+  if method in UNLABELLED:
+    return lambda images: fn(images)
   if method == "sample":
     if conditional:
       return lambda seed, temperature, labels: fn(seed, temperature, labels)
@@ -173,6 +207,12 @@ def _bind(endpoints, method, conditional):
 def write_saved_model(model, path):
   """Writes the serving SavedModel of `model` to `path` (not atomic)."""
   endpoints = _Endpoints(model)
+  if not endpoints.typicality:
+    warnings.warn(
+        "the export's score signature has no typicality output: the model's "
+        "typicality reference is not set or was computed with other weights "
+        "(call model.compute_score_statistics(training_data) before "
+        "exporting)", stacklevel=2)
   archive = keras.export.ExportArchive()
   archive.track(model)
   for signature, (method, spec) in _specs(model).items():
@@ -189,7 +229,7 @@ def example_inputs(model, signature, n=2, seed=0):
   if signature in ("serving_default", "encode"):
     inputs = {"images": (rng.integers(0, 256, shape) +
                          rng.random(shape)).astype(np.float32)}
-  elif signature == "log_prob_uint8":
+  elif signature in ("log_prob_uint8", "score"):
     inputs = {"images": rng.integers(0, 256, shape).astype(np.uint8)}
   elif signature == "sample":
     inputs = {"seed": rng.integers(0, 2 ** 31 - 1, (n, 2)).astype(np.int32),
@@ -200,10 +240,46 @@ def example_inputs(model, signature, n=2, seed=0):
   else:
     raise ValueError(f"unknown signature {signature!r}; expected one of "
                      f"{SIGNATURES}")
-  if model.num_classes:
+  if model.num_classes and signature not in UNLABELLED:
     inputs["labels"] = rng.integers(0, model.num_classes, [n]).astype(
         np.int32)
   return inputs
+
+
+def describe(model):
+  """The JSON-able description written to `DESCRIPTION_FILE`."""
+  typicality = model.score_statistics.is_current(model._score_digest())  # pylint: disable=protected-access
+  return {
+      "image_shape": [int(d) for d in model.image_shape],
+      "num_classes": model.num_classes,
+      "event_size": int(model.event_size),
+      "signatures": list(SIGNATURES),
+      "score_outputs": ["bits_per_dim", "png_bits_per_dim", "complexity"] + (
+          ["typicality"] if typicality else []),
+      "score_statistics": (model.score_statistics.as_dict() if typicality
+                           else None),
+      "config": model.get_config(),
+  }
+
+
+def read_description(version_dir):
+  """`describe()` of an export, from its `DESCRIPTION_FILE`."""
+  path = os.path.join(version_dir, DESCRIPTION_FILE)
+  if not os.path.exists(path):
+    raise ValueError(f"{version_dir} has no {DESCRIPTION_FILE}: it was not "
+                     f"exported by this version of tfp_realnvp (export the "
+                     f"checkpoint again with realnvp-export)")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _write_description(model, version_dir):
+  path = os.path.join(version_dir, DESCRIPTION_FILE)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(describe(model), f, indent=2, sort_keys=True, default=str)
+    f.write("\n")
+  return path
 
 
 def _write_warmup(model, version_dir, name, per_signature=2):
@@ -293,6 +369,7 @@ def export_for_serving(model, base_dir="saved_models", name=None,
   try:
     target = os.path.join(tmp, "model")
     write_saved_model(model, target)
+    _write_description(model, target)
     if warmup_requests:
       _write_warmup(model, target, name, warmup_requests)
     final = _publish(target, model_dir, version)

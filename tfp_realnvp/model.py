@@ -18,6 +18,7 @@ samples = model.sample(16, temperature=0.7, seed=(1, 2))
 
 import collections
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -28,6 +29,7 @@ from tfp_realnvp import dequantization
 from tfp_realnvp import interpolation
 from tfp_realnvp import networks
 from tfp_realnvp import prior as prior_lib
+from tfp_realnvp import scores as scores_lib
 from tfp_realnvp import validation
 from tfp_realnvp.bijectors import actnorm as actnorm_lib
 from tfp_realnvp.bijectors import batch_norm
@@ -106,6 +108,32 @@ def _first_batch(x, batch_size=None):
       f"and fit() cannot take a first batch from {type(x).__name__}: call "
       f"model.initialize_actnorm(batch) with one batch (what call() takes) "
       f"before fit()")
+
+
+def _image_batches(data, batch_size=None, steps=None):
+  """Yields the image batches of what `fit`/`evaluate` take: a
+  `tf.data.Dataset` (elements `x`, `(x,)`, `(x, y)` or `((x, labels),)`;
+  `steps` batches, or all of a finite one) or arrays (`x` or
+  `(x, labels)`, cut into `batch_size` rows, default 64)."""
+  if isinstance(data, tf.data.Dataset):
+    if steps is None and (data.cardinality().numpy() ==
+                          tf.data.INFINITE_CARDINALITY):
+      raise ValueError("the dataset is infinite (repeat()): pass steps, the "
+                       "number of batches to use")
+    for element in (data if steps is None else data.take(steps)):
+      inputs, _, _ = keras.utils.unpack_x_y_sample_weight(element)
+      yield inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+    return
+  if isinstance(data, (tuple, list)) and data and all(
+      isinstance(part, (np.ndarray, tf.Tensor)) for part in data):
+    data = data[0]
+  if not isinstance(data, (np.ndarray, tf.Tensor)):
+    raise ValueError(f"expected a tf.data.Dataset or arrays of images, got "
+                     f"{type(data).__name__}")
+  batch_size = batch_size or 64
+  count = len(data) if steps is None else min(len(data), steps * batch_size)
+  for start in range(0, count, batch_size):
+    yield data[start:start + batch_size]
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -248,6 +276,9 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     self.bits_per_dim_name = (self.dequantizer.metric_name if self.dequantizer
                               else "bits_per_dim")
     self.bits_per_dim_tracker = keras.metrics.Mean(name=self.bits_per_dim_name)
+    # The typicality reference of `score` (set by `fit`; saved, exported).
+    self.score_statistics = scores_lib.ScoreStatistics(
+        name="score_statistics")
     self.built = True
 
   def _make_layers(self, steps, prefix=""):
@@ -353,20 +384,40 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
 
   def count_params(self):
     """Parameters of the density model (the EMA copy is not counted)."""
-    ema = {id(v) for _, v in getattr(self, "_ema_pairs", [])}
+    left_out = {id(v) for _, v in getattr(self, "_ema_pairs", [])}
+    left_out |= {id(v) for v in self.score_statistics.weights}
     return int(sum(np.prod(v.shape) for v in self.weights
-                   if id(v) not in ema))
+                   if id(v) not in left_out))
 
-  def fit(self, x=None, *args, callbacks=None, **kwargs):
+  def fit(self, x=None, *args, callbacks=None, score_statistics=True,
+          **kwargs):
     """`keras.Model.fit`; with `ema_decay`, the averages are updated after
     every step; with `actnorm`, uninitialised actnorms are first initialised
-    from the first batch of `x` (`initialize_actnorm`)."""
+    from the first batch of `x` (`initialize_actnorm`).
+
+    At the end, with `score_statistics` (the default), the typicality
+    reference of `score` is computed on `x` with the final weights
+    (`compute_score_statistics`: one inference pass over one epoch of `x`,
+    `steps_per_epoch` batches if given). When `x` cannot be read again (a
+    generator) or the model's densities are not finite, a warning says so
+    and the reference stays unset.
+    """
     if self.actnorm_init_pending():
       self.initialize_actnorm(_first_batch(x, kwargs.get("batch_size")))
     callbacks = list(callbacks or [])
     if self.ema_decay is not None:
       callbacks.append(_EMAUpdate())
-    return super().fit(x, *args, callbacks=callbacks, **kwargs)
+    history = super().fit(x, *args, callbacks=callbacks, **kwargs)
+    if score_statistics:
+      try:
+        self.compute_score_statistics(x, batch_size=kwargs.get("batch_size"),
+                                      steps=kwargs.get("steps_per_epoch"))
+      except ValueError as e:
+        warnings.warn(f"fit: the typicality reference of score() was not "
+                      f"computed ({e}); call "
+                      f"model.compute_score_statistics(training_data)",
+                      stacklevel=2)
+    return history
 
   def actnorm_init_pending(self):
     """True when the model has actnorms that are not initialised yet."""
@@ -657,6 +708,112 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     """`importance_weighted_log_prob` in bits/dim (float64 `[N]`)."""
     return -self.importance_weighted_log_prob(inputs, num_samples, seed) / (
         self.event_size * math.log(2.0))
+
+  # --- out-of-distribution scores (tfp_realnvp.scores) -----------------------
+
+  def score(self, images, kind="bpd"):
+    """Per-image out-of-distribution score, float32 `[N]`, higher = more
+    unusual: 'bpd' (bits/dim at the bin centres), 'typicality'
+    (`|bpd − mean training bpd|`, Nalisnick et al. 2019) or 'complexity'
+    (`bpd − PNG bits/dim`, Serrà et al. 2020); see `tfp_realnvp.scores`.
+
+    `images`: integer pixel levels `[N, H, W, C]`, uint8 or float (floored,
+    so dequantized pixels give their levels back). A class-conditional
+    model scores `p(x) = (1/K) Σ_y p(x | y)`. 'typicality' needs the
+    reference of `fit`/`compute_score_statistics` computed with the current
+    weights, else a `ValueError` (checked when called eagerly; inside a
+    `tf.function`, when traced).
+    """
+    kind = scores_lib.check_kind(kind)
+    levels = scores_lib.to_levels(validation.check_images(
+        images, self.image_shape, check_values=self.validate_inputs,
+        allow_uint8=True))
+    if kind == "typicality":
+      with tf.init_scope():  # eager even while a tf.function traces this
+        self.check_score_statistics()
+    return self._score(levels, kind)
+
+  def _score(self, levels, kind):
+    """`score` of checked uint8 levels (graph-safe, no reference check)."""
+    bpd = self._centre_bits_per_dim(levels)
+    if kind == "bpd":
+      return bpd
+    if kind == "typicality":
+      return scores_lib.typicality(bpd, self.score_statistics.mean)
+    return scores_lib.complexity(bpd, scores_lib.png_bits_per_dim(levels))
+
+  def _centre_bits_per_dim(self, levels):
+    """`−log2 p(k + ½) / D` of uint8 levels `[N, H, W, C]` (inference mode;
+    the class marginal for a conditional model)."""
+    x = tf.cast(levels, tf.float32) + 0.5
+    if not self.num_classes:
+      return self._nats_to_bits_per_dim(-self.log_prob(x))
+    rows = tf.shape(x)[0]
+    per_class = tf.stack([
+        self.log_prob(x, labels=tf.fill([rows], c))
+        for c in range(self.num_classes)])
+    log_p = (tf.reduce_logsumexp(per_class, axis=0) -
+             math.log(self.num_classes))
+    return self._nats_to_bits_per_dim(-log_p)
+
+  def _score_digest(self):
+    """Digest of every weight but the score statistics, and of `use_ema`."""
+    own = {id(v) for v in self.score_statistics.weights}
+    return scores_lib.weights_digest(
+        [v for v in self.weights if id(v) not in own] +
+        [np.array([int(bool(self._use_ema))], np.int8)])
+
+  def check_score_statistics(self):
+    """A `ValueError` unless the typicality reference is set and belongs to
+    the current weights (and the current `use_ema`)."""
+    stats = self.score_statistics
+    if not stats.is_set():
+      raise ValueError(
+          "score(kind='typicality') needs the mean training bits/dim, which "
+          "this model does not have (fit() computes it at its end): call "
+          "model.compute_score_statistics(training_data)")
+    if not stats.is_current(self._score_digest()):
+      raise ValueError(
+          "the typicality reference was computed with other weights (they "
+          "changed since, or use_ema was switched): call "
+          "model.compute_score_statistics(training_data) again")
+
+  def compute_score_statistics(self, data, batch_size=None, steps=None):
+    """Sets the typicality reference: mean and std of the bin-centre
+    bits/dim (`score(kind='bpd')`) over `data`, with the current weights.
+
+    `data`: what `fit` takes (a `tf.data.Dataset`, whose `steps` batches or
+    whole finite stream are used, or arrays `x` / `(x, labels)` cut into
+    `batch_size` rows). Labels are ignored (scores are of the image alone).
+    Sums in float64. Returns `{'train_bpd_mean', 'train_bpd_std',
+    'train_images'}`; a `ValueError` when `data` yields no image or a
+    non-finite density (nothing is recorded then).
+    """
+    if not tf.executing_eagerly():
+      raise RuntimeError("compute_score_statistics runs eagerly, not in a "
+                         "tf.function")
+    # A local function: traced once per call (fit calls this once), never
+    # attached to the model (exports track the model's attributes).
+    centre_bpd = tf.function(self._centre_bits_per_dim, reduce_retracing=True)
+    total = total_sq = 0.0
+    count = 0
+    for images in _image_batches(data, batch_size, steps):
+      levels = scores_lib.to_levels(validation.check_images(
+          images, self.image_shape, check_values=self.validate_inputs,
+          allow_uint8=True))
+      bpd = centre_bpd(levels).numpy().astype(np.float64)
+      if not np.all(np.isfinite(bpd)):
+        raise ValueError(f"{int(np.sum(~np.isfinite(bpd)))} images of the "
+                         f"data have a non-finite density")
+      total += float(np.sum(bpd))
+      total_sq += float(np.sum(bpd ** 2))
+      count += len(bpd)
+    if not count:
+      raise ValueError("the data yielded no images")
+    mean = total / count
+    std = math.sqrt(max(total_sq / count - mean ** 2, 0.0))
+    self.score_statistics.record(mean, std, count, self._score_digest())
+    return self.score_statistics.as_dict()
 
   def _nats_to_bits_per_dim(self, nats):
     return nats / (self.event_size * math.log(2.0))

@@ -311,8 +311,10 @@ class SampleImages(keras.callbacks.Callback):
           os.path.join(self.log_dir, "samples"))
     with self._writer.as_default(step=epoch + 1):
       for t in self.temperatures:
-        image = figures.sample_grid(self.model, self.num_samples, t,
-                                    seed=(self.seed, epoch))
+        image = figures.captioned(
+            figures.sample_grid(self.model, self.num_samples, t,
+                                seed=(self.seed, epoch)),
+            figures.temperature_caption(t))
         tf.summary.image(f"samples/temperature_{t:g}", image[None],
                          max_outputs=1)
     self._writer.flush()

@@ -12,7 +12,7 @@ class-conditional training, the form Keras `fit` passes as one input).
 | `celeb_a`                     | tfds, central 148×148 → 64×64 | 64×64×3    | train / validation / test          | yes   |
 | `downsampled_imagenet/32x32`  | tfds                          | 32×32×3    | train[:99%] / train[99%:] / validation | no |
 | `downsampled_imagenet/64x64`  | tfds                          | 64×64×3    | train[:99%] / train[99%:] / validation | no |
-| `lsun/bedroom`                | tfds, short side → 96, 64×64 crop (random for train, central otherwise) | 64×64×3 | train[1%:] / train[:1%] / validation | yes |
+| `lsun/bedroom`, `lsun/tower`, `lsun/church_outdoor` | tfds, short side → 96, 64×64 crop (random for train, central otherwise) | 64×64×3 | train[1%:] / train[:1%] / validation | yes |
 | `folder:<path>`               | a folder of images (subfolders = classes) | `image_size` | files in sorted order: every 10th test, the next validation, the rest train | no |
 
 A `folder:` dataset decodes every file once when it is loaded; files that
@@ -112,10 +112,14 @@ TFDS_SPECS = {
     "downsampled_imagenet/64x64": DataSpec(
         (64, 64, 3), None, False,
         ("train[:99%]", "train[99%:]", "validation"), False, _exact_size(64)),
-    "lsun/bedroom": DataSpec((64, 64, 3), None, True,
-                             ("train[1%:]", "train[:1%]", "validation"), False,
-                             _short_side_then_crop(96, 64)),
 }
+# The paper's three LSUN categories (Table 1): one pipeline, §4.1's
+# short side 96 then a 64×64 crop (random for training, central otherwise).
+for _category in ("bedroom", "tower", "church_outdoor"):
+  TFDS_SPECS[f"lsun/{_category}"] = DataSpec(
+      (64, 64, 3), None, True, ("train[1%:]", "train[:1%]", "validation"),
+      False, _short_side_then_crop(96, 64))
+del _category
 DATASETS = ("digits",) + tuple(TFDS_SPECS) + ("folder:<path>",)
 
 

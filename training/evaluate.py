@@ -22,16 +22,18 @@ import json
 import math
 import sys
 
+import keras
 import numpy as np
 
 from training import checkpoints
+from training import console
 from training import data
 
 IW_KEY = "importance_weighted_bits_per_dim"
 
 
 def importance_weighted_bits_per_dim(model, pipeline, num_samples,
-                                     steps=None):
+                                     steps=None, verbose=0):
   """Mean over a pipeline's images of the importance-weighted bits/dim.
 
   `pipeline` yields what `model.importance_weighted_log_prob` takes: integer
@@ -39,6 +41,11 @@ def importance_weighted_bits_per_dim(model, pipeline, num_samples,
   (`data.load(noise_draws=K)`). Summed in float64.
   """
   total, count = 0.0, 0
+  known = pipeline.cardinality().numpy() if hasattr(
+      pipeline, "cardinality") else -1
+  progress = keras.utils.Progbar(
+      steps if steps is not None else (int(known) if known >= 0 else None),
+      verbose=verbose, unit_name="batch")
   for i, batch in enumerate(pipeline):
     if steps is not None and i >= steps:
       break
@@ -51,6 +58,7 @@ def importance_weighted_bits_per_dim(model, pipeline, num_samples,
                        f"images)")
     total += float(np.sum(log_p, dtype=np.float64))
     count += len(log_p)
+    progress.update(i + 1)
   if not count:
     raise ValueError("the split yielded no images")
   return -total / count / (model.event_size * math.log(2.0))
@@ -59,7 +67,7 @@ def importance_weighted_bits_per_dim(model, pipeline, num_samples,
 def evaluate_report(checkpoint_or_run, dataset=None, split="test",
                     batch_size=64, data_dir=None, manual_dir=None,
                     download=True, seed=None, steps=None, iw_samples=None,
-                    raw_weights=False):
+                    raw_weights=False, verbose=0):
   """`{model.bits_per_dim_name: mean over split}` and, with `iw_samples`,
   the importance-weighted figure (`IW_KEY`, `iw_samples`)."""
   if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
@@ -76,13 +84,14 @@ def evaluate_report(checkpoint_or_run, dataset=None, split="test",
   model, pipeline, source = _load(
       checkpoint_or_run, dataset, split, batch_size, data_dir, manual_dir,
       download, seed, raw_weights)
-  result = model.evaluate(pipeline, steps=steps, verbose=0, return_dict=True)
+  result = model.evaluate(pipeline, steps=steps, verbose=verbose,
+                          return_dict=True)
   report = {model.bits_per_dim_name: float(result[model.bits_per_dim_name])}
   if iw_samples:
     if model.dequantizer is None:  # K dequantized copies of every image
       pipeline = _load_split(model, split, noise_draws=iw_samples, **source)
     report[IW_KEY] = importance_weighted_bits_per_dim(
-        model, pipeline, iw_samples, steps)
+        model, pipeline, iw_samples, steps, verbose=verbose)
     report["iw_samples"] = iw_samples
   return report
 
@@ -147,16 +156,19 @@ def main(argv=None):
                  help="also report the importance-weighted bits/dim with K "
                       "dequantization draws per image")
   checkpoints.add_raw_weights_flag(p)
+  p.add_argument("--quiet", action="store_true",
+                 help="no progress bar (the JSON result only)")
   p.add_argument("--data_dir")
   p.add_argument("--manual_dir")
   p.add_argument("--no_download", action="store_true")
   args = p.parse_args(argv)
   try:
-    report = evaluate_report(
-        args.checkpoint, args.dataset, args.split, args.batch_size,
-        args.data_dir, args.manual_dir, not args.no_download, seed=args.seed,
-        steps=args.steps, iw_samples=args.iw_samples,
-        raw_weights=args.raw_weights)
+    with console.progress_on_stderr():
+      report = evaluate_report(
+          args.checkpoint, args.dataset, args.split, args.batch_size,
+          args.data_dir, args.manual_dir, not args.no_download,
+          seed=args.seed, steps=args.steps, iw_samples=args.iw_samples,
+          raw_weights=args.raw_weights, verbose=0 if args.quiet else 1)
   except (ValueError, FileNotFoundError) as e:
     print(f"realnvp-evaluate: error: {e}", file=sys.stderr)
     return 2

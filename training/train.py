@@ -12,12 +12,16 @@ A run directory (`runs/<config>-<timestamp>/` or `--output_dir`) receives:
                          (removed when the run is done)
     training_done.json   written when training ends, removed when the run
                          is done (evaluation and export still to do)
-    checkpoints/best.keras   best validation bits/dim (written atomically)
+    checkpoints/best.keras   best validation bits/dim (written atomically;
+                         at the end rewritten once with its typicality
+                         reference, the bits/dim statistics of the
+                         training split that `score` and the export use)
     checkpoints/best.json    that best value (carried across restarts)
     (and saved_models/<config>/<version>/, the TF Serving export, by default)
     logs/                TensorBoard scalars and per-epoch sample grids
     training_log.csv     one row per epoch
-    samples.png          grids at each temperature (default 1.0 and 0.7)
+    samples.png          grids at each temperature (default 1.0 and 0.7),
+                         each captioned with its temperature
     interpolation.png    the paper's eq. 19 manifold through four test images
     metrics.json         test bits/dim, epochs, images/s, train_seconds (the
                          wall time of fit in the process that trained last),
@@ -371,13 +375,15 @@ def load_datasets(config, data_dir=None, manual_dir=None, download=True,
 
 def write_figures(model, datasets, run_dir, config):
   """samples.png (one grid per temperature) and interpolation.png."""
-  grids = [figures.sample_grid(model, config["num_samples"], t,
-                               seed=(config["seed"], 12345))
-           for t in config["temperatures"]]
-  gap = np.full((grids[0].shape[0], 8, grids[0].shape[2]), 255, np.uint8)
-  row = np.concatenate(sum(([g, gap] for g in grids), [])[:-1], axis=1)
   up = figures.upscale_for(model.image_shape)
-  figures.save_png(row, os.path.join(run_dir, "samples.png"), upscale=up)
+  grids = [figures.captioned(figures.upscaled(figures.sample_grid(
+      model, config["num_samples"], t, seed=(config["seed"], 12345)), up),
+                             figures.temperature_caption(t))
+           for t in config["temperatures"]]
+  gap = np.full((grids[0].shape[0], 8 * up, grids[0].shape[2]), 255,
+                np.uint8)
+  row = np.concatenate(sum(([g, gap] for g in grids), [])[:-1], axis=1)
+  figures.save_png(row, os.path.join(run_dir, "samples.png"))
 
   batch = next(iter(datasets.test.unbatch().batch(4).take(1)))
   if model.num_classes:  # elements are ((images, labels),)
@@ -490,6 +496,9 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
     local.set_weights(model.get_weights())
     model = local
     model.compile()
+  reference = score_reference(model, datasets.train,
+                              config["steps_per_epoch"] or None,
+                              best_path if os.path.exists(best_path) else None)
   name = model.bits_per_dim_name
   result = model.evaluate(datasets.test, steps=config["test_steps"] or None,
                           verbose=0, return_dict=True)
@@ -539,6 +548,7 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
       "config": config,
   }
   metrics.update(iw)
+  metrics.update(reference)
   write_json(metrics, os.path.join(run_dir, "metrics.json"))
   # The run is done: its training state is no longer needed.
   shutil.rmtree(backup_dir, ignore_errors=True)
@@ -550,6 +560,29 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
             if k.startswith("test_importance")),
         flush=True)
   return metrics
+
+
+def score_reference(model, train, steps, checkpoint=None):
+  """Computes the model's typicality reference on the training split (one
+  inference pass; `steps` batches if given) and, when `checkpoint` is
+  given, saves the model there again with it (atomically, same weights).
+  Returns `{"train_bpd_mean", "train_bpd_std", "train_images",
+  "score_statistics_seconds"}` for metrics.json."""
+  started = time.perf_counter()
+  try:
+    reference = model.compute_score_statistics(train, steps=steps)
+  except ValueError as e:  # e.g. non-finite densities: report, go on
+    console.warn(f"no typicality reference for realnvp-score: {e}")
+    return {}
+  if checkpoint is not None:
+    # Same weights, plus the reference. The optimizer state the checkpoint
+    # callback wrote is not kept: loading never restores it (RealNVP's
+    # compile is custom, so Keras skips compile_from_config) and resuming
+    # uses backup/, not best.keras.
+    with atomic.atomic_path(checkpoint, suffix=".keras") as tmp:
+      model.save(tmp, overwrite=True)
+  return dict(reference,
+              score_statistics_seconds=time.perf_counter() - started)
 
 
 def _fit(model, config, datasets, run_dir, chief, backup, restored,
@@ -594,7 +627,8 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
            else datasets.train)
   fit_started = time.perf_counter()
   history = model.fit(
-      train, epochs=config["epochs"], initial_epoch=restored,
+      train, score_statistics=False,  # done for the best model at the end
+      epochs=config["epochs"], initial_epoch=restored,
       steps_per_epoch=config["steps_per_epoch"] or None,
       validation_data=datasets.validation,
       validation_steps=config["validation_steps"] or None,
