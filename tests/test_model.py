@@ -351,7 +351,9 @@ def test_mixed_precision_trains_and_keeps_the_flow_in_float32(policy, rng):
     b.assign(a)
   half = policy.split("_")[1]
   assert mixed.coupling_networks[0].compute_dtype == half
-  assert all(v.dtype == "float32" for v in mixed.weights)
+  # (the typicality reference's count and digest are int32)
+  assert all(v.dtype == "float32" for v in mixed.weights
+             if "int" not in v.dtype)
   # The FLOPs really run in half precision: every convolution and batch norm
   # of the traced graph (a sublayer left at float32 would cast back).
   graph = tf.function(mixed.log_prob).get_concrete_function(

@@ -20,6 +20,7 @@ from conftest import perturb_weights
 from test_training import TINY
 from tfp_realnvp import export, scores
 from tfp_realnvp.testing import capi
+from training import checkpoints
 from training import data
 from training import score as score_cli
 from training import train as train_cli
@@ -216,8 +217,14 @@ def test_training_run_stores_the_reference(digits_run):
   run_dir, export_dir = digits_run
   with open(os.path.join(run_dir, "metrics.json")) as f:
     metrics = json.load(f)
-  model = keras.saving.load_model(os.path.join(run_dir, "checkpoints",
-                                               "best.keras"))
+  model = checkpoints.load_model(os.path.join(run_dir, "checkpoints",
+                                              "best.keras"))
+  # best.keras stays as the checkpoint callback wrote it; the reference is
+  # beside it and applied on loading (its digest matches the weights).
+  assert os.path.exists(os.path.join(run_dir, "checkpoints",
+                                     "best.score_reference.json"))
+  assert not keras.saving.load_model(os.path.join(
+      run_dir, "checkpoints", "best.keras")).score_statistics.is_set()
   model.check_score_statistics()  # current for the best weights
   stats = model.score_statistics.as_dict()
   # One training epoch (its last partial batch dropped, as in training).
@@ -232,8 +239,8 @@ def test_training_run_stores_the_reference(digits_run):
 def test_score_cli_on_a_run_and_on_its_export(digits_run, tmp_path, capsys):
   run_dir, export_dir = digits_run
   test_levels = data.digits_arrays()["test"][0].astype(np.uint8)
-  model = keras.saving.load_model(os.path.join(run_dir, "checkpoints",
-                                               "best.keras"))
+  model = checkpoints.load_model(os.path.join(run_dir, "checkpoints",
+                                              "best.keras"))
   expected = model.score(test_levels, "typicality").numpy()
   for source in (run_dir, export_dir):
     out = str(tmp_path / f"s{len(source)}.csv")
@@ -270,8 +277,8 @@ def test_score_cli_on_a_folder(digits_run, tmp_path, capsys):
   assert "broken.png" in err and "skipping 1 of 4" in err
   _, rows = _read_csv(out)
   assert [name for name, _ in rows] == paths
-  model = keras.saving.load_model(os.path.join(run_dir, "checkpoints",
-                                               "best.keras"))
+  model = checkpoints.load_model(os.path.join(run_dir, "checkpoints",
+                                              "best.keras"))
   np.testing.assert_allclose([v for _, v in rows],
                              model.score(levels, "complexity").numpy(),
                              rtol=1e-4, atol=1e-4)

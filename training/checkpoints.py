@@ -7,6 +7,7 @@ import zipfile
 import keras
 
 import tfp_realnvp  # noqa: F401  (registers RealNVP for keras.models.load_model)
+from tfp_realnvp import atomic
 
 
 def locate(path):
@@ -56,6 +57,7 @@ def load_model(path, raw_weights=False):
   if not isinstance(model, tfp_realnvp.RealNVP):
     raise ValueError(f"{path!r} holds a {type(model).__name__}, not a "
                      f"tfp_realnvp.RealNVP")
+  apply_reference(model, path)
   if raw_weights:
     if model.ema_decay is None:
       raise ValueError(f"--raw_weights: {path} has no averaged weights (it "
@@ -63,6 +65,44 @@ def load_model(path, raw_weights=False):
     model.use_ema = False
   model.compile()
   return model
+
+
+def reference_path(checkpoint):
+  """Where the typicality reference of a `.keras` checkpoint is kept."""
+  return os.path.splitext(checkpoint)[0] + ".score_reference.json"
+
+
+def write_reference(model, checkpoint):
+  """Writes `model`'s typicality reference beside `checkpoint` (atomic)."""
+  stats = model.score_statistics
+  payload = dict(stats.as_dict(),
+                 weights_digest=[int(d) for d in stats.digest.numpy()])
+  with atomic.atomic_path(reference_path(checkpoint), suffix=".json") as tmp:
+    with open(tmp, "w", encoding="utf-8") as f:
+      json.dump(payload, f, indent=2, sort_keys=True)
+      f.write("\n")
+
+
+def apply_reference(model, checkpoint):
+  """Gives `model` (loaded from `checkpoint`, inference weights as saved)
+  the reference beside it when the model has none of its own and the
+  reference's weight digest matches; a stale or unreadable one is ignored
+  (typicality then says the reference is missing). True when applied."""
+  path = reference_path(checkpoint)
+  if model.score_statistics.is_set() or not os.path.exists(path):
+    return False
+  try:
+    with open(path, encoding="utf-8") as f:
+      ref = json.load(f)
+    digest = ref["weights_digest"]
+    values = (ref["train_bpd_mean"], ref["train_bpd_std"],
+              ref["train_images"])
+  except (OSError, ValueError, KeyError):
+    return False
+  if list(model._score_digest()) != list(digest):  # pylint: disable=protected-access
+    return False
+  model.score_statistics.record(*values, digest)
+  return True
 
 
 def add_raw_weights_flag(parser):

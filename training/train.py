@@ -12,10 +12,10 @@ A run directory (`runs/<config>-<timestamp>/` or `--output_dir`) receives:
                          (removed when the run is done)
     training_done.json   written when training ends, removed when the run
                          is done (evaluation and export still to do)
-    checkpoints/best.keras   best validation bits/dim (written atomically;
-                         at the end rewritten once with its typicality
-                         reference, the bits/dim statistics of the
-                         training split that `score` and the export use)
+    checkpoints/best.keras   best validation bits/dim (written atomically)
+    checkpoints/best.score_reference.json   its typicality reference (the
+                         bits/dim statistics of the training split that
+                         `score` and the export use; applied on loading)
     checkpoints/best.json    that best value (carried across restarts)
     (and saved_models/<config>/<version>/, the TF Serving export, by default)
     logs/                TensorBoard scalars and per-epoch sample grids
@@ -565,9 +565,11 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
 def score_reference(model, train, steps, checkpoint=None):
   """Computes the model's typicality reference on the training split (one
   inference pass; `steps` batches if given) and, when `checkpoint` is
-  given, saves the model there again with it (atomically, same weights).
-  Returns `{"train_bpd_mean", "train_bpd_std", "train_images",
-  "score_statistics_seconds"}` for metrics.json."""
+  given, writes it beside it (`checkpoints.reference_path`, atomically):
+  best.keras itself is never rewritten, and `checkpoints.load_model` applies
+  the reference when its weight digest matches. Returns `{"train_bpd_mean",
+  "train_bpd_std", "train_images", "score_statistics_seconds"}` for
+  metrics.json."""
   started = time.perf_counter()
   try:
     reference = model.compute_score_statistics(train, steps=steps)
@@ -575,12 +577,7 @@ def score_reference(model, train, steps, checkpoint=None):
     console.warn(f"no typicality reference for realnvp-score: {e}")
     return {}
   if checkpoint is not None:
-    # Same weights, plus the reference. The optimizer state the checkpoint
-    # callback wrote is not kept: loading never restores it (RealNVP's
-    # compile is custom, so Keras skips compile_from_config) and resuming
-    # uses backup/, not best.keras.
-    with atomic.atomic_path(checkpoint, suffix=".keras") as tmp:
-      model.save(tmp, overwrite=True)
+    checkpoints.write_reference(model, checkpoint)
   return dict(reference,
               score_statistics_seconds=time.perf_counter() - started)
 
