@@ -109,7 +109,7 @@ def write_json(obj, path):
       f.write("\n")
 
 
-def _sha256_file(path):
+def sha256_file(path):
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -168,7 +168,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
           shutil.copyfile(src, tmp)
     with atomic.atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
       self.model.save_weights(tmp, overwrite=True)
-      digest = _sha256_file(tmp)
+      digest = sha256_file(tmp)
     write_json({"epoch": self._current_epoch, "batch": self._last_batch_seen,
                 "weights_sha256": digest}, self._training_metadata_path)
 
@@ -195,7 +195,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
       raise DamagedBackupError(f"{metadata_path} holds no epoch number "
                                f"(got {metadata!r})")
     expected = metadata.get("weights_sha256")
-    if expected is not None and _sha256_file(weights_path) != expected:
+    if expected is not None and sha256_file(weights_path) != expected:
       raise DamagedBackupError(
           f"{weights_path} is not the file {metadata_path} was written for "
           f"(its SHA-256 differs: damaged, or the process died between "

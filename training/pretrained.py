@@ -14,7 +14,6 @@ unless `--replace`.
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -25,17 +24,10 @@ import keras
 
 from tfp_realnvp import _pretrained
 from tfp_realnvp import atomic
+from training import callbacks as callbacks_lib
 from training import checkpoints
 from training import evaluate as evaluate_cli
 from training import train as train_cli
-
-
-def _sha256(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def _deflate(path):
@@ -79,7 +71,7 @@ def publish(run_dir, name, command, machine, data_dir=None, replace=False,
     metrics = json.load(f)
   entry = {
       "file": f"{name}.keras",
-      "sha256": _sha256(target),
+      "sha256": callbacks_lib.sha256_file(target),
       "config": config.get("config_name"),
       "dataset": config["dataset"],
       "seed": int(config.get("seed", 0)),
