@@ -24,10 +24,10 @@ import keras
 
 from tfp_realnvp import _pretrained
 from tfp_realnvp import atomic
+from training import builders
 from training import callbacks as callbacks_lib
 from training import checkpoints
 from training import evaluate as evaluate_cli
-from training import train as train_cli
 
 
 def _deflate(path):
@@ -58,8 +58,8 @@ def publish(run_dir, name, command, machine, data_dir=None, replace=False,
   try:
     model.check_score_statistics()
   except ValueError:
-    datasets = train_cli.load_datasets(dict(config, shuffle_buffer=1),
-                                       data_dir, None, False)
+    datasets = builders.load_datasets(dict(config, shuffle_buffer=1),
+                                      data_dir, None, False)
     model.compute_score_statistics(datasets.train)
   report = evaluate_cli.evaluate_report(run_dir, data_dir=data_dir,
                                         download=False)

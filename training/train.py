@@ -42,13 +42,9 @@ command does nothing.
 """
 
 import argparse
-import csv
-import glob
+import dataclasses
 import hashlib
-import json
-import math
 import os
-import shutil
 import sys
 import time
 
@@ -56,237 +52,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import tfp_realnvp
-from tfp_realnvp import atomic
+from training import builders
 from training import callbacks as callbacks_lib
 from training import checkpoints
 from training import configs
 from training import console
-from training import data
 from training import evaluate as evaluate_cli
 from training import export as export_cli
 from training import figures
+from training import rundir
 from training import strategy as strategy_lib
 
-DONE_FILE = "training_done.json"
-LOG_FILE = "training_log.csv"
-BEST_MODEL = os.path.join("checkpoints", "best.keras")
-BEST_STATE = os.path.join("checkpoints", "best.json")
-MONITOR = "val_bits_per_dim"  # a variational dequantizer's: val_variational_...
-
-
-def monitor_of(config):
-  """The validation figure that picks the best checkpoint: `val_` + the
-  model's `bits_per_dim_name` (a variational dequantizer reports its bound
-  as variational_bits_per_dim)."""
-  from tfp_realnvp import dequantization  # pylint: disable=import-outside-toplevel
-  name = config.get("dequantizer", "none")
-  if name in dequantization.DEQUANTIZERS:
-    return "val_" + dequantization.DEQUANTIZERS[name].metric_name
-  return MONITOR
+# Moved to training/builders.py and training/rundir.py; still importable here.
+build_model = builders.build_model
+build_optimizer = builders.build_optimizer
+load_datasets = builders.load_datasets
+config_differences = rundir.config_differences
 
 
 class ExportError(RuntimeError):
   """Training finished but the TF Serving export failed (nothing is lost)."""
-
-
-write_json = callbacks_lib.write_json
-
-
-def read_json(path, what="file"):
-  """Parsed JSON of `path`; a ValueError naming the file if it is not."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{what} {path} is not valid JSON ({e.msg}: line "
-                     f"{e.lineno} column {e.colno}); it is damaged "
-                     f"(truncated?)") from None
-
-
-def resolve_run_dir(config_name, output_dir=None, fresh=False, root="runs"):
-  """The run directory: given, an unfinished one to resume, or a new one."""
-  if output_dir:
-    return output_dir, os.path.isdir(os.path.join(output_dir, "backup"))
-  if not fresh:
-    unfinished = sorted(
-        d for d in glob.glob(os.path.join(root, f"{config_name}-*"))
-        if os.path.isdir(os.path.join(d, "backup")) and
-        not os.path.exists(os.path.join(d, "metrics.json")))
-    if unfinished:
-      return unfinished[-1], True
-  base = os.path.join(root, f"{config_name}-{time.strftime('%Y%m%d-%H%M%S')}")
-  path, n = base, 1
-  while os.path.exists(path):  # two runs started in the same second
-    n += 1
-    path = f"{base}-{n}"
-  return path, False
-
-
-# --- what a run directory holds ---------------------------------------------
-
-
-def run_state(run_dir):
-  """'finished' (metrics.json), 'trained' (training ended; evaluation or
-  export did not), 'resumable' (a backup/), or 'new'."""
-  if os.path.exists(os.path.join(run_dir, "metrics.json")):
-    return "finished"
-  if os.path.exists(os.path.join(run_dir, DONE_FILE)):
-    return "trained"
-  if os.path.isdir(os.path.join(run_dir, "backup")):
-    return "resumable"
-  return "new"
-
-
-def _normalized(value):
-  return [_normalized(v) for v in value] if isinstance(
-      value, (list, tuple)) else value
-
-
-def config_differences(saved, config, ignore=()):
-  """`["key old -> new", ...]` for the keys of `config` that differ from
-  the `saved` config.json (keys it lacks take their defaults)."""
-  keys = sorted((set(configs.FIELDS) | {"config_name", "num_classes"}) -
-                set(ignore))
-  out = []
-  for key in keys:
-    default = configs.FIELDS[key][0] if key in configs.FIELDS else None
-    old = _normalized(saved.get(key, default))
-    new = _normalized(config.get(key, default))
-    if old != new:
-      out.append(f"{key} {json.dumps(old)} -> {json.dumps(new)}")
-  return out
-
-
-def check_run_dir(run_dir, config, fresh=False, explicit=False):
-  """Returns `run_state(run_dir)` if `config` may (re)enter it; raises a
-  ValueError naming the differing keys (or the leftover files) otherwise."""
-  state = run_state(run_dir)
-  if state == "new":
-    # (A run killed in its first epoch leaves an empty log: not a leftover.)
-    leftovers = ([BEST_MODEL] if os.path.exists(os.path.join(
-        run_dir, BEST_MODEL)) else []) + ([LOG_FILE] if _read_log(run_dir)[1]
-                                          else [])
-    if leftovers:
-      raise ValueError(
-          f"{run_dir} holds {' and '.join(leftovers)} of an earlier run but "
-          f"no backup/ to resume it from and no metrics.json; refusing to "
-          f"overwrite them. Choose another --output_dir (realnvp-evaluate "
-          f"and realnvp-export work on this one as it is)")
-    return state
-  if fresh:
-    raise ValueError(f"--fresh: {run_dir} already holds a run ({state}); "
-                     f"choose another --output_dir (nothing is deleted)")
-  config_path = os.path.join(run_dir, "config.json")
-  if not os.path.exists(config_path):
-    console.warn(f"{config_path} is missing: cannot check that the run in "
-                 f"{run_dir} was started with this config")
-    return state
-  saved = read_json(config_path, "the run's config")
-  if state == "finished":
-    diffs = config_differences(saved, config)
-    if diffs:
-      raise ValueError(
-          f"{run_dir} holds a finished run (metrics.json) started with a "
-          f"different config: {', '.join(diffs)}. A finished run is not "
-          f"trained again: choose another --output_dir (realnvp-evaluate "
-          f"and realnvp-export work on the finished run)")
-    return state
-  diffs = config_differences(saved, config, configs.MAY_CHANGE_ON_RESUME)
-  if diffs:
-    how = ("choose another --output_dir" if explicit else
-           "pass --fresh to start a new run")
-    raise ValueError(
-        f"the unfinished run in {run_dir} was started with a different "
-        f"config: {', '.join(diffs)}. Rerun with the original values to "
-        f"resume it, or {how} (only "
-        f"{', '.join(configs.MAY_CHANGE_ON_RESUME)} may change on resume)")
-  return state
-
-
-def best_so_far(run_dir, monitor=MONITOR):
-  """The validation bits/dim of `checkpoints/best.keras`, or None.
-
-  From `checkpoints/best.json`, else (runs from before it existed) the best
-  `monitor` column (`val_bits_per_dim`) of training_log.csv.
-  """
-  if not os.path.exists(os.path.join(run_dir, BEST_MODEL)):
-    return None
-  state_path = os.path.join(run_dir, BEST_STATE)
-  if os.path.exists(state_path):
-    try:
-      value = float(read_json(state_path)["best"])
-      if math.isfinite(value):
-        return value
-      raise ValueError(f"best is {value}")
-    except (ValueError, KeyError, TypeError) as e:
-      console.warn(f"{state_path} is unreadable ({e}); taking the best "
-                   f"validation figure from {LOG_FILE} instead")
-  values = []
-  for row in _read_log(run_dir)[1]:
-    try:
-      values.append(float(row[monitor]))
-    except (KeyError, TypeError, ValueError):
-      pass
-  values = [v for v in values if math.isfinite(v)]
-  if values:
-    return min(values)
-  console.warn(f"the validation bits/dim of {os.path.join(run_dir, BEST_MODEL)}"
-               f" is unknown (no {BEST_STATE}, no {LOG_FILE} rows); the next "
-               f"epoch's model replaces it")
-  return None
-
-
-def _read_log(run_dir):
-  path = os.path.join(run_dir, LOG_FILE)
-  if not os.path.exists(path):
-    return None, []
-  with open(path, newline="", encoding="utf-8") as f:
-    reader = csv.DictReader(f)
-    return reader.fieldnames, list(reader)
-
-
-def trim_training_log(run_dir, epochs_done):
-  """Keeps the training_log.csv rows of the `epochs_done` epochs the
-  restored state contains. Rows of later epochs (trained by a process whose
-  state was not saved or was damaged; they are trained again) and broken
-  rows move to training_log.discarded.csv, with a warning."""
-  header, rows = _read_log(run_dir)
-  if not header or "epoch" not in header:
-    return
-  keep, drop = [], []
-  for row in rows:
-    try:
-      ok = None not in row.values() and int(row["epoch"]) < epochs_done
-    except (TypeError, ValueError):
-      ok = False
-    (keep if ok else drop).append(row)
-  if not drop:
-    return
-  discarded = os.path.join(run_dir, "training_log.discarded.csv")
-  new_file = not os.path.exists(discarded)
-  with open(discarded, "a", newline="", encoding="utf-8") as f:
-    writer = csv.DictWriter(f, header, extrasaction="ignore")
-    if new_file:
-      writer.writeheader()
-    writer.writerows({k: v for k, v in r.items() if k is not None}
-                     for r in drop)
-  path = os.path.join(run_dir, LOG_FILE)
-  with atomic.atomic_path(path) as tmp:
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-      writer = csv.DictWriter(f, header)
-      writer.writeheader()
-      writer.writerows(keep)
-  numbers = []
-  for row in drop:
-    try:
-      numbers.append(str(int(row["epoch"]) + 1))
-    except (TypeError, ValueError):
-      numbers.append("(broken row)")
-  console.warn(f"{path}: the rows of epoch(s) {', '.join(numbers)} describe "
-               f"training that the restored state (after epoch "
-               f"{epochs_done}) does not contain; moved them to {discarded} "
-               f"(those epochs are trained again)")
 
 
 def weights_sha256(model):
@@ -295,82 +80,6 @@ def weights_sha256(model):
   for w in model.get_weights():
     digest.update(np.ascontiguousarray(w, np.float32).tobytes())
   return digest.hexdigest()
-
-
-def build_model(config, image_shape, num_classes):
-  """The `RealNVP` a config describes (library call only)."""
-  return tfp_realnvp.RealNVP(
-      image_shape=image_shape, num_scales=config["num_scales"],
-      num_res_blocks=config["num_res_blocks"],
-      num_filters=config["num_filters"], coupling=config["coupling"],
-      use_batch_norm=config["use_batch_norm"],
-      num_classes=num_classes if config["conditional"] else None,
-      alpha=config["alpha"], bn_momentum=config["bn_momentum"],
-      log_scale_init=config["log_scale_init"], l2_reg=config["l2_reg"],
-      synchronized_batch_norm=config["synchronized_batch_norm"],
-      mixed_precision=(None if config["mixed_precision"] == "none"
-                       else config["mixed_precision"]),
-      checkerboard=config["checkerboard"],
-      dequantizer=(None if config["dequantizer"] == "none"
-                   else config["dequantizer"]),
-      ema_decay=config["ema_decay"] or None, bn_lag=config["bn_lag"],
-      prior=config["prior"], made_hidden_units=config["made_hidden_units"],
-      actnorm=config["actnorm"], permutation=config["permutation"])
-
-
-def learning_rate(config):
-  """The config's learning rate: a number, or a Keras schedule (decay, then
-  `tfp_realnvp.schedules.Warmup` in front when `warmup_steps` > 0)."""
-  lr = config["learning_rate"]
-  decay = config["lr_decay"]
-  if decay == "cosine":
-    lr = keras.optimizers.schedules.CosineDecay(
-        lr, config["decay_steps"], alpha=config["lr_decay_rate"])
-  elif decay == "exponential":
-    lr = keras.optimizers.schedules.ExponentialDecay(
-        lr, config["decay_steps"], config["lr_decay_rate"])
-  elif decay != "none":
-    raise ValueError(f"lr_decay must be one of {configs.LR_DECAYS}, got "
-                     f"{decay!r}")
-  if config["warmup_steps"]:
-    lr = tfp_realnvp.schedules.Warmup(lr, config["warmup_steps"])
-  return lr
-
-
-def build_optimizer(config):
-  """The config's optimizer (Adam or Adamax, its schedule, Keras' global
-  gradient-norm clipping)."""
-  classes = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
-  if config["optimizer"] not in classes:
-    raise ValueError(f"optimizer must be one of {sorted(classes)}, got "
-                     f"{config['optimizer']!r}")
-  return classes[config["optimizer"]](
-      learning_rate(config), global_clipnorm=config["clipnorm"] or None)
-
-
-def jit_compile_setting(text):
-  """The `compile(jit_compile=...)` value of the `jit_compile` config."""
-  values = {"auto": "auto", "true": True, "false": False}
-  if str(text).lower() not in values:
-    raise ValueError(f"jit_compile must be auto, true or false, got {text!r}")
-  return values[str(text).lower()]
-
-
-def load_datasets(config, data_dir=None, manual_dir=None, download=True,
-                  multi_worker=False, noise_draws=None):
-  """The config's pipelines. Under several workers Keras auto-shards them
-  (tf.data AUTO policy: by file when the source has at least one file per
-  worker, else by element); element sharding needs the same element order
-  on every worker, so the order is then made deterministic (the shuffle is
-  seeded identically everywhere)."""
-  return data.load(
-      config["dataset"], batch_size=config["batch_size"], seed=config["seed"],
-      conditional=config["conditional"], data_dir=data_dir,
-      manual_dir=manual_dir, download=download,
-      deterministic=config["deterministic"] or multi_worker,
-      image_size=config["image_size"],
-      shuffle_buffer=config["shuffle_buffer"],
-      dequantize=config["dequantizer"] == "none", noise_draws=noise_draws)
 
 
 def write_figures(model, datasets, run_dir, config):
@@ -405,7 +114,7 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
   the metrics dict.
 
   `config` is checked whole (`configs.validate`) and against the run
-  directory it enters (`check_run_dir`) before anything else happens.
+  directory it enters (`rundir.check_run_dir`) before anything else happens.
   `strategy` is a `tf.distribute.Strategy` or one of
   `training.strategy.STRATEGIES` (`devices` for 'mirrored', `tpu` for
   'tpu'); see `training/strategy.py` for who writes what. Under
@@ -413,6 +122,51 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
   explicit `output_dir`; non-chief workers return after `fit`.
   `callbacks` are extra Keras callbacks for `fit` (after the run's own).
   """
+  r = _set_up(config, output_dir, fresh, strategy, devices, tpu,
+              data_dir=data_dir, manual_dir=manual_dir, download=download)
+  previous = _previous_result(r)
+  if previous is not None:
+    return previous
+  _begin(r)
+  datasets, model, backup, restored = _build_and_restore(r)
+  done = _train(r, datasets, model, backup, restored, callbacks, verbose)
+  if not r.chief:
+    # Weights are identical on every worker; the chief reports and exports.
+    return done
+  model, reference = _final_model(r, datasets, model)
+  test_bpd, iw = _evaluate(r, datasets, model)
+  export_path = _figures_and_export(r, datasets, model, done)
+  return _write_metrics(r, datasets, model, done, (test_bpd, iw, reference),
+                        export_path)
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the phases of `run` share: the config, the run directory, who this
+  process is under the strategy, and where the data comes from."""
+  config: dict
+  started: float  # time.time() when `run` began (metrics' wall time)
+  run_dir: str
+  state: str  # `rundir.run_state` when the run was entered
+  strategy: tf.distribute.Strategy
+  multi_worker: bool
+  chief: bool
+  own_dir: str  # where this process writes (`strategy.write_dir`)
+  resuming: bool  # this process has a backed-up training state
+  data_dir: str | None = None
+  manual_dir: str | None = None
+  download: bool = True
+
+  @property
+  def trained(self):
+    """Training ended in an earlier process; evaluation or export did not."""
+    return self.chief and self.state == "trained"
+
+
+def _set_up(config, output_dir, fresh, strategy, devices, tpu, **data_source):
+  """Set-up: checks the config (whole, and against the run directory it
+  enters), finds that directory and creates the strategy. Returns the
+  `_Run`; `data_source` is `data_dir`, `manual_dir`, `download`."""
   started = time.time()
   configs.validate(config)
   if not output_dir and (
@@ -421,141 +175,194 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
     # Checked before a strategy is created: creating it waits for the peers.
     raise ValueError("--strategy multi_worker needs --output_dir: every "
                      "worker must name the same run directory")
-  run_dir, _ = resolve_run_dir(config["config_name"], output_dir, fresh)
-  state = check_run_dir(run_dir, config, fresh=fresh,
-                        explicit=bool(output_dir))
+  run_dir, _ = rundir.resolve_run_dir(config["config_name"], output_dir, fresh)
+  state = rundir.check_run_dir(run_dir, config, fresh=fresh,
+                               explicit=bool(output_dir))
   # MultiWorkerMirroredStrategy must exist before TF runs any op.
   if isinstance(strategy, str):
     strategy = strategy_lib.make(strategy, devices=devices, tpu=tpu)
-  multi_worker = strategy_lib.is_multi_worker(strategy)
-  chief = strategy_lib.is_chief(strategy)
   own_dir = strategy_lib.write_dir(run_dir, strategy)
-  result_path = os.path.join(own_dir, "result.json")
-  if chief and state == "finished":
-    print(f"the run in {run_dir} is already finished (metrics.json); "
-          f"nothing to do", flush=True)
-    return read_json(os.path.join(run_dir, "metrics.json"))
-  if not chief and os.path.exists(result_path):
-    return read_json(result_path)
-  keras.utils.set_random_seed(config["seed"])
-  if config["deterministic"]:
-    tf.config.experimental.enable_op_determinism()
-  backup_dir = os.path.join(own_dir, "backup")
-  trained = chief and state == "trained"
-  resuming = os.path.isdir(backup_dir)
-  os.makedirs(own_dir, exist_ok=True)
-  print(f"{'resuming' if resuming else 'starting'} run in {run_dir} "
-        f"({strategy.num_replicas_in_sync} replica(s), "
-        f"{'chief' if chief else 'worker ' + str(strategy_lib.task(strategy))})"
-        + ("; training is finished, evaluating and exporting only"
-           if trained else ""), flush=True)
+  return _Run(config=config, started=started, run_dir=run_dir, state=state,
+              strategy=strategy,
+              multi_worker=strategy_lib.is_multi_worker(strategy),
+              chief=strategy_lib.is_chief(strategy), own_dir=own_dir,
+              resuming=os.path.isdir(rundir.backup_dir(own_dir)),
+              **data_source)
 
-  datasets = load_datasets(config, data_dir, manual_dir, download,
-                           multi_worker=multi_worker)
+
+def _previous_result(r):
+  """What an earlier process left that makes this one do nothing: the
+  metrics.json of a finished run (chief) or this worker's result.json;
+  None when there is work to do."""
+  if r.chief and r.state == "finished":
+    print(f"the run in {r.run_dir} is already finished (metrics.json); "
+          f"nothing to do", flush=True)
+    return rundir.read_metrics(r.run_dir)
+  result_path = rundir.result_path(r.own_dir)
+  if not r.chief and os.path.exists(result_path):
+    return rundir.read_json(result_path)
+  return None
+
+
+def _begin(r):
+  """Set-up, continued: seeds, op determinism, this process's directory and
+  the `starting`/`resuming` message."""
+  keras.utils.set_random_seed(r.config["seed"])
+  if r.config["deterministic"]:
+    tf.config.experimental.enable_op_determinism()
+  os.makedirs(r.own_dir, exist_ok=True)
+  who = "chief" if r.chief else "worker " + str(strategy_lib.task(r.strategy))
+  print(f"{'resuming' if r.resuming else 'starting'} run in {r.run_dir} "
+        f"({r.strategy.num_replicas_in_sync} replica(s), {who})"
+        + ("; training is finished, evaluating and exporting only"
+           if r.trained else ""), flush=True)
+
+
+def _build_and_restore(r):
+  """Build/restore: the data pipelines, the compiled model (under the
+  strategy) and its backed-up training state; the chief writes
+  config.json. Returns `(datasets, model, backup, restored)`, `restored`
+  being the number of epochs the restored state holds."""
+  config = r.config
+  datasets = builders.load_datasets(config, r.data_dir, r.manual_dir,
+                                    r.download, multi_worker=r.multi_worker)
   expected = config.get("num_classes")
   if expected is not None and expected != datasets.num_classes:
     raise ValueError(f"--num_classes {expected} does not match dataset "
                      f"{datasets.name!r} ({datasets.num_classes} classes)")
-  with strategy.scope():
-    model = build_model(config, datasets.image_shape, datasets.num_classes)
-    model.compile(optimizer=build_optimizer(config),
-                  jit_compile=jit_compile_setting(config["jit_compile"]))
+  with r.strategy.scope():
+    model = builders.build_model(config, datasets.image_shape,
+                                 datasets.num_classes)
+    model.compile(optimizer=builders.build_optimizer(config),
+                  jit_compile=builders.jit_compile_setting(
+                      config["jit_compile"]))
     # Every process keeps its own backup (restores itself after a restart).
-    backup = callbacks_lib.ResumableBackup(backup_dir)
+    backup = callbacks_lib.ResumableBackup(rundir.backup_dir(r.own_dir))
     restored = backup.restore(model)
-  if chief:
-    write_json(dict(config, num_parameters=int(model.count_params()),
-                    num_replicas=strategy.num_replicas_in_sync),
-               os.path.join(run_dir, "config.json"))
+  if r.chief:
+    rundir.write_config(r.run_dir, config, int(model.count_params()),
+                        r.strategy.num_replicas_in_sync)
+  return datasets, model, backup, restored
 
-  best_path = os.path.join(run_dir, BEST_MODEL)
-  done_path = os.path.join(run_dir, DONE_FILE)
-  if trained:
-    done = read_json(done_path, "the training summary")
-  else:
-    done = _fit(model, config, datasets, run_dir, chief, backup, restored,
-                list(callbacks), verbose)
-    done["resumed"] = resuming
-    if not chief:
-      # Weights are identical on every worker; the chief reports and exports.
-      result = dict(done, worker=list(strategy_lib.task(strategy)))
-      write_json(result, result_path)
-      shutil.rmtree(backup_dir, ignore_errors=True)
-      return result
-    # From here on a failure (evaluation, figures, export) loses nothing:
-    # the rerun finds this file and the backup, and does not train again.
-    write_json(done, done_path)
 
-  # Report the checkpoint with the best validation bits/dim on the test set.
+def _train(r, datasets, model, backup, restored, extra_callbacks, verbose):
+  """Fit: trains from the `restored` epoch and returns the training summary
+  (or reads it, when training ended in an earlier process). A non-chief
+  worker then writes its result.json and drops its backup (`run` returns
+  that result); the chief writes training_done.json."""
+  if r.trained:
+    return rundir.read_done(r.run_dir)
+  done = _fit(model, r.config, datasets, r.run_dir, r.chief, backup,
+              restored, list(extra_callbacks), verbose)
+  done["resumed"] = r.resuming
+  if not r.chief:
+    result = dict(done, worker=list(strategy_lib.task(r.strategy)))
+    rundir.finish_worker(r.own_dir, result)
+    return result
+  # From here on a failure (evaluation, figures, export) loses nothing:
+  # the rerun finds this file and the backup, and does not train again.
+  rundir.write_done(r.run_dir, done)
+  return done
+
+
+def _final_model(r, datasets, model):
+  """Final model: the checkpoint with the best validation bits/dim (else
+  the trained model) and its typicality reference, written beside the
+  checkpoint. Returns `(model, reference)`."""
+  best_path = os.path.join(r.run_dir, rundir.BEST_MODEL)
   if os.path.exists(best_path):
     model = checkpoints.load_model(best_path)
-  elif multi_worker:
+  elif r.multi_worker:
     # Evaluating the distributed model would be a collective; the chief
     # scores a local copy of the (synchronized) weights alone.
-    local = build_model(config, datasets.image_shape, datasets.num_classes)
+    local = builders.build_model(r.config, datasets.image_shape,
+                                 datasets.num_classes)
     local.set_weights(model.get_weights())
     model = local
     model.compile()
   reference = score_reference(model, datasets.train,
-                              config["steps_per_epoch"] or None,
+                              r.config["steps_per_epoch"] or None,
                               best_path if os.path.exists(best_path) else None)
-  name = model.bits_per_dim_name
+  return model, reference
+
+
+def _evaluate(r, datasets, model):
+  """Evaluation: the test split's bits/dim and, with `test_iw_samples`,
+  the importance-weighted bound. Returns `(test_bpd, iw)`, `iw` being the
+  metrics.json entries of the bound (empty without it)."""
+  config = r.config
   result = model.evaluate(datasets.test, steps=config["test_steps"] or None,
                           verbose=0, return_dict=True)
-  test_bpd = float(result[name])
+  test_bpd = float(result[model.bits_per_dim_name])
   iw = {}
   if config["test_iw_samples"]:
     k = config["test_iw_samples"]
     test = datasets.test
     if model.dequantizer is None:  # K dequantized copies of every image
-      test = load_datasets(dict(config, shuffle_buffer=1), data_dir,
-                           manual_dir, download, noise_draws=k).test
+      test = builders.load_datasets(dict(config, shuffle_buffer=1),
+                                    r.data_dir, r.manual_dir, r.download,
+                                    noise_draws=k).test
     iw = {"test_" + evaluate_cli.IW_KEY:
           evaluate_cli.importance_weighted_bits_per_dim(
               model, test, k, steps=config["test_steps"] or None),
           "test_iw_samples": k}
-  write_figures(model, datasets, run_dir, config)
-  export_path = None
-  if config["export"]:
-    try:
-      export_path = export_cli.export_model(model, config["export_dir"],
-                                            name=config["config_name"])
-    except (OSError, ValueError) as e:
-      raise ExportError(
-          f"training finished ({done['last_epoch']} epochs, {run_dir}) but "
-          f"the TF Serving export to {config['export_dir']!r} failed: "
-          f"{type(e).__name__}: {e}. Nothing is lost: fix it (e.g. "
-          f"--export_dir) and rerun the same command to evaluate and export "
-          f"without training again") from e
-    print(f"exported for TF Serving: {export_path}", flush=True)
+  return test_bpd, iw
+
+
+def _figures_and_export(r, datasets, model, done):
+  """Figures and export: samples.png, interpolation.png and (with
+  `export`) the TF Serving export; returns the export's path or None.
+  Raises ExportError when the export fails."""
+  config = r.config
+  write_figures(model, datasets, r.run_dir, config)
+  if not config["export"]:
+    return None
+  try:
+    export_path = export_cli.export_model(model, config["export_dir"],
+                                          name=config["config_name"])
+  except (OSError, ValueError) as e:
+    raise ExportError(
+        f"training finished ({done['last_epoch']} epochs, {r.run_dir}) but "
+        f"the TF Serving export to {config['export_dir']!r} failed: "
+        f"{type(e).__name__}: {e}. Nothing is lost: fix it (e.g. "
+        f"--export_dir) and rerun the same command to evaluate and export "
+        f"without training again") from e
+  print(f"exported for TF Serving: {export_path}", flush=True)
+  return export_path
+
+
+def _write_metrics(r, datasets, model, done, evaluation, export_path):
+  """Metrics: writes metrics.json (the run is finished), removes the
+  training state and prints the test figure. `evaluation` is
+  `(test_bpd, iw, reference)`. Returns the metrics dict."""
+  config, (test_bpd, iw, reference) = r.config, evaluation
+  name, monitor = model.bits_per_dim_name, rundir.monitor_of(config)
   metrics = {
       "test_" + name: test_bpd,
       "epochs": config["epochs"],
       "last_epoch": done["last_epoch"],
-      "epochs_run_in_this_process": (0 if trained else
+      "epochs_run_in_this_process": (0 if r.trained else
                                      done["epochs_run_in_this_process"]),
-      "best_" + monitor_of(config): done["best_" + monitor_of(config)],
+      "best_" + monitor: done["best_" + monitor],
       "train_images_per_second": done["train_images_per_second"],
       "train_seconds": done.get("train_seconds"),
       "train_steps": done.get("train_steps"),
-      "wall_time_seconds": time.time() - started,
+      "wall_time_seconds": time.time() - r.started,
       "num_parameters": int(model.count_params()),
       "dataset": datasets.name,
-      "resumed": resuming,
-      "num_replicas": strategy.num_replicas_in_sync,
+      "resumed": r.resuming,
+      "num_replicas": r.strategy.num_replicas_in_sync,
       "final_weights_sha256": done["final_weights_sha256"],
       "export": export_path,
       "config": config,
   }
   metrics.update(iw)
   metrics.update(reference)
-  write_json(metrics, os.path.join(run_dir, "metrics.json"))
+  rundir.write_metrics(r.run_dir, metrics)
   # The run is done: its training state is no longer needed.
-  shutil.rmtree(backup_dir, ignore_errors=True)
-  if os.path.exists(done_path):
-    os.remove(done_path)
+  rundir.finish(r.run_dir, rundir.backup_dir(r.own_dir))
   print(f"test {name.replace('_', ' ')}: {test_bpd:.4f}  ({datasets.name}, "
-        f"run {run_dir})" + "".join(
+        f"run {r.run_dir})" + "".join(
             f"; {k}: {v:.4f}" for k, v in iw.items()
             if k.startswith("test_importance")),
         flush=True)
@@ -594,15 +401,15 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
          throughput]
   checkpoint = None
   if chief:  # only the chief writes the shared artifacts
-    trim_training_log(run_dir, restored)
+    rundir.trim_training_log(run_dir, restored)
     checkpoint = callbacks_lib.AtomicModelCheckpoint(
-        os.path.join(run_dir, BEST_MODEL),
-        state_path=os.path.join(run_dir, BEST_STATE),
-        monitor=monitor_of(config), mode="min", save_best_only=True,
-        initial_value_threshold=best_so_far(run_dir, monitor_of(config)))
+        os.path.join(run_dir, rundir.BEST_MODEL),
+        state_path=os.path.join(run_dir, rundir.BEST_STATE),
+        monitor=rundir.monitor_of(config), mode="min", save_best_only=True,
+        initial_value_threshold=rundir.best_so_far(run_dir, rundir.monitor_of(config)))
     cbs += [
         checkpoint,
-        keras.callbacks.CSVLogger(os.path.join(run_dir, LOG_FILE),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, rundir.LOG_FILE),
                                   append=True),
         keras.callbacks.TensorBoard(log_dir=log_dir),
         callbacks_lib.SampleImages(log_dir, config["num_samples"],
@@ -636,7 +443,7 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
   return {
       "last_epoch": (history.epoch[-1] + 1) if history.epoch else restored,
       "epochs_run_in_this_process": len(history.epoch),
-      "best_" + monitor_of(config): best,
+      "best_" + rundir.monitor_of(config): best,
       "train_images_per_second": throughput.images_per_second,
       "train_seconds": train_seconds,
       "train_steps": throughput.steps,
