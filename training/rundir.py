@@ -48,7 +48,7 @@ def monitor_of(config):
   return MONITOR
 
 
-# --- JSON files ----------------------------------------------------------------
+# --- JSON files --------------------------------------------------------------
 
 
 def write_json(obj, path):
@@ -123,7 +123,7 @@ def finish(run_dir, backup):
     os.remove(done_path)
 
 
-# --- where a run goes, and whether a config may enter it -----------------------
+# --- where a run goes, and whether a config may enter it ---------------------
 
 
 def resolve_run_dir(config_name, output_dir=None, fresh=False, root="runs"):
@@ -228,7 +228,7 @@ def check_run_dir(run_dir, config, fresh=False, explicit=False):
   return state
 
 
-# --- the best checkpoint's value and the training log --------------------------
+# --- the best checkpoint's value and the training log ------------------------
 
 
 def best_so_far(run_dir, monitor=MONITOR):

@@ -54,24 +54,19 @@ import tensorflow as tf
 
 from training import builders
 from training import callbacks as callbacks_lib
-from training import checkpoints
 from training import configs
-from training import console
-from training import evaluate as evaluate_cli
-from training import export as export_cli
-from training import figures
+from training import flags
+from training import results
 from training import rundir
 from training import strategy as strategy_lib
 
-# Moved to training/builders.py and training/rundir.py; still importable here.
+# Moved to training/builders.py, rundir.py and results.py; still importable
+# here.
 build_model = builders.build_model
 build_optimizer = builders.build_optimizer
 load_datasets = builders.load_datasets
 config_differences = rundir.config_differences
-
-
-class ExportError(RuntimeError):
-  """Training finished but the TF Serving export failed (nothing is lost)."""
+ExportError = results.ExportError
 
 
 def weights_sha256(model):
@@ -80,31 +75,6 @@ def weights_sha256(model):
   for w in model.get_weights():
     digest.update(np.ascontiguousarray(w, np.float32).tobytes())
   return digest.hexdigest()
-
-
-def write_figures(model, datasets, run_dir, config):
-  """samples.png (one grid per temperature) and interpolation.png."""
-  up = figures.upscale_for(model.image_shape)
-  grids = [figures.captioned(figures.upscaled(figures.sample_grid(
-      model, config["num_samples"], t, seed=(config["seed"], 12345)), up),
-                             figures.temperature_caption(t))
-           for t in config["temperatures"]]
-  gap = np.full((grids[0].shape[0], 8 * up, grids[0].shape[2]), 255,
-                np.uint8)
-  row = np.concatenate(sum(([g, gap] for g in grids), [])[:-1], axis=1)
-  figures.save_png(row, os.path.join(run_dir, "samples.png"))
-
-  batch = next(iter(datasets.test.unbatch().batch(4).take(1)))
-  if model.num_classes:  # elements are ((images, labels),)
-    four, labels = batch[0]
-    label = int(labels[0])
-  else:
-    four, label = batch, None
-  if four.shape[0] == 4:
-    manifold = model.interpolate(four, steps=config["interpolation_steps"],
-                                 labels=label)
-    figures.save_png(figures.grid(manifold.numpy()),
-                     os.path.join(run_dir, "interpolation.png"), upscale=up)
 
 
 def run(config, output_dir=None, data_dir=None, manual_dir=None,
@@ -133,10 +103,13 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
   if not r.chief:
     # Weights are identical on every worker; the chief reports and exports.
     return done
-  model, reference = _final_model(r, datasets, model)
-  test_bpd, iw = _evaluate(r, datasets, model)
-  export_path = _figures_and_export(r, datasets, model, done)
-  return _write_metrics(r, datasets, model, done, (test_bpd, iw, reference),
+  model, reference = results.final_model(model, r.run_dir, r.config, datasets,
+                                         r.multi_worker)
+  test_bpd, iw = results.evaluate_test(model, datasets, r.config, r.data_dir,
+                                       r.manual_dir, r.download)
+  export_path = results.figures_and_export(model, datasets, r.run_dir,
+                                           r.config, done["last_epoch"])
+  return _write_metrics(r, datasets, model, done, test_bpd, iw, reference,
                         export_path)
 
 
@@ -265,77 +238,11 @@ def _train(r, datasets, model, backup, restored, extra_callbacks, verbose):
   return done
 
 
-def _final_model(r, datasets, model):
-  """Final model: the checkpoint with the best validation bits/dim (else
-  the trained model) and its typicality reference, written beside the
-  checkpoint. Returns `(model, reference)`."""
-  best_path = os.path.join(r.run_dir, rundir.BEST_MODEL)
-  if os.path.exists(best_path):
-    model = checkpoints.load_model(best_path)
-  elif r.multi_worker:
-    # Evaluating the distributed model would be a collective; the chief
-    # scores a local copy of the (synchronized) weights alone.
-    local = builders.build_model(r.config, datasets.image_shape,
-                                 datasets.num_classes)
-    local.set_weights(model.get_weights())
-    model = local
-    model.compile()
-  reference = score_reference(model, datasets.train,
-                              r.config["steps_per_epoch"] or None,
-                              best_path if os.path.exists(best_path) else None)
-  return model, reference
-
-
-def _evaluate(r, datasets, model):
-  """Evaluation: the test split's bits/dim and, with `test_iw_samples`,
-  the importance-weighted bound. Returns `(test_bpd, iw)`, `iw` being the
-  metrics.json entries of the bound (empty without it)."""
-  config = r.config
-  result = model.evaluate(datasets.test, steps=config["test_steps"] or None,
-                          verbose=0, return_dict=True)
-  test_bpd = float(result[model.bits_per_dim_name])
-  iw = {}
-  if config["test_iw_samples"]:
-    k = config["test_iw_samples"]
-    test = datasets.test
-    if model.dequantizer is None:  # K dequantized copies of every image
-      test = builders.load_datasets(dict(config, shuffle_buffer=1),
-                                    r.data_dir, r.manual_dir, r.download,
-                                    noise_draws=k).test
-    iw = {"test_" + evaluate_cli.IW_KEY:
-          evaluate_cli.importance_weighted_bits_per_dim(
-              model, test, k, steps=config["test_steps"] or None),
-          "test_iw_samples": k}
-  return test_bpd, iw
-
-
-def _figures_and_export(r, datasets, model, done):
-  """Figures and export: samples.png, interpolation.png and (with
-  `export`) the TF Serving export; returns the export's path or None.
-  Raises ExportError when the export fails."""
-  config = r.config
-  write_figures(model, datasets, r.run_dir, config)
-  if not config["export"]:
-    return None
-  try:
-    export_path = export_cli.export_model(model, config["export_dir"],
-                                          name=config["config_name"])
-  except (OSError, ValueError) as e:
-    raise ExportError(
-        f"training finished ({done['last_epoch']} epochs, {r.run_dir}) but "
-        f"the TF Serving export to {config['export_dir']!r} failed: "
-        f"{type(e).__name__}: {e}. Nothing is lost: fix it (e.g. "
-        f"--export_dir) and rerun the same command to evaluate and export "
-        f"without training again") from e
-  print(f"exported for TF Serving: {export_path}", flush=True)
-  return export_path
-
-
-def _write_metrics(r, datasets, model, done, evaluation, export_path):
+def _write_metrics(r, datasets, model, done, test_bpd, iw, reference,
+                   export_path):
   """Metrics: writes metrics.json (the run is finished), removes the
-  training state and prints the test figure. `evaluation` is
-  `(test_bpd, iw, reference)`. Returns the metrics dict."""
-  config, (test_bpd, iw, reference) = r.config, evaluation
+  training state and prints the test figure; returns the metrics dict."""
+  config = r.config
   name, monitor = model.bits_per_dim_name, rundir.monitor_of(config)
   metrics = {
       "test_" + name: test_bpd,
@@ -369,26 +276,6 @@ def _write_metrics(r, datasets, model, done, evaluation, export_path):
   return metrics
 
 
-def score_reference(model, train, steps, checkpoint=None):
-  """Computes the model's typicality reference on the training split (one
-  inference pass; `steps` batches if given) and, when `checkpoint` is
-  given, writes it beside it (`checkpoints.reference_path`, atomically):
-  best.keras itself is never rewritten, and `checkpoints.load_model` applies
-  the reference when its weight digest matches. Returns `{"train_bpd_mean",
-  "train_bpd_std", "train_images", "score_statistics_seconds"}` for
-  metrics.json."""
-  started = time.perf_counter()
-  try:
-    reference = model.compute_score_statistics(train, steps=steps)
-  except ValueError as e:  # e.g. non-finite densities: report, go on
-    console.warn(f"no typicality reference for realnvp-score: {e}")
-    return {}
-  if checkpoint is not None:
-    checkpoints.write_reference(model, checkpoint)
-  return dict(reference,
-              score_statistics_seconds=time.perf_counter() - started)
-
-
 def _fit(model, config, datasets, run_dir, chief, backup, restored,
          extra_callbacks, verbose):
   """`model.fit` from the `restored` epoch; returns the training summary."""
@@ -406,7 +293,8 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
         os.path.join(run_dir, rundir.BEST_MODEL),
         state_path=os.path.join(run_dir, rundir.BEST_STATE),
         monitor=rundir.monitor_of(config), mode="min", save_best_only=True,
-        initial_value_threshold=rundir.best_so_far(run_dir, rundir.monitor_of(config)))
+        initial_value_threshold=rundir.best_so_far(
+            run_dir, rundir.monitor_of(config)))
     cbs += [
         checkpoint,
         keras.callbacks.CSVLogger(os.path.join(run_dir, rundir.LOG_FILE),
@@ -454,36 +342,6 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
 # --- command line ------------------------------------------------------------------
 
 
-def _parse_value(kind, text):
-  """A flag's value; argparse reports an ArgumentTypeError as
-  `argument --key: <message>`."""
-  def fail(expected):
-    raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-  if kind is bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-      return True
-    if text.lower() in ("0", "false", "no", "off"):
-      return False
-    fail("true or false")
-  try:
-    if kind == "shape":
-      return [int(v) for v in text.split(",")]
-    if kind == "floats":
-      return [float(v) for v in text.split(",")]
-    if kind == "ints":
-      return [int(v) for v in text.split(",")]
-    if kind == "filters":
-      widths = [int(v) for v in text.split(",")]
-      return widths[0] if len(widths) == 1 else widths
-    return kind(text)
-  except ValueError:
-    fail({"shape": "three comma-separated integers H,W,C",
-          "floats": "comma-separated numbers like 1.0,0.7",
-          "ints": "comma-separated integers like 512,512",
-          "filters": "an integer or comma-separated integers",
-          int: "an integer", float: "a number"}.get(kind, "a value"))
-
-
 def parser():
   p = argparse.ArgumentParser(
       prog="realnvp-train", description=__doc__.split("\n\n")[0],
@@ -517,36 +375,14 @@ def parser():
                           "/gpu:0,/gpu:1 (default: all local GPUs)")
   scale.add_argument("--tpu", default=None,
                      help="tpu: TPU name or grpc:// address ('' = local)")
-  group = p.add_argument_group("config overrides (defaults come from --config)")
-  for key, (default, kind, help_text) in configs.FIELDS.items():
-    metavar = {"shape": "H,W,C", "floats": "T1,T2", "ints": "N1,N2",
-                "filters": "N|N1,N2,.."}.get(
-        kind, getattr(kind, "__name__", str(kind)).upper())
-    group.add_argument(f"--{key}", default=None, metavar=metavar,
-                       type=lambda t, k=kind: _parse_value(k, t),
-                       help=f"{help_text} (base default: {default})")
-  p.add_argument("--num_classes", type=int, default=None,
-                 help="train class-conditional (same as --conditional true); "
-                      "checked against the dataset's class count")
+  flags.add_config_flags(p)
   return p
-
-
-def config_from_args(args):
-  config = configs.load(args.config)
-  for key in configs.FIELDS:
-    value = getattr(args, key)
-    if value is not None:
-      config[key] = value
-  if args.num_classes is not None:
-    config["conditional"] = True
-    config["num_classes"] = args.num_classes
-  return config
 
 
 def main(argv=None):
   args = parser().parse_args(argv)
   try:
-    config = config_from_args(args)
+    config = flags.config_from_args(args)
     run(config, output_dir=args.output_dir, data_dir=args.data_dir,
         manual_dir=args.manual_dir, download=not args.no_download,
         fresh=args.fresh, verbose=args.verbose, strategy=args.strategy,
