@@ -76,11 +76,8 @@ import time
 
 from bench import SHARED_TFDS, cpu_model
 from bench import models
+from bench.common import BATCH, IMPLS, PRESETS, WORKLOADS
 
-WORKLOADS = {"mnist": (28, 28, 1), "cifar": (32, 32, 3)}
-IMPLS = ("ours", "nf_glow", "nf_realnvp", "tfp_glow")
-PRESETS = {"small": 0.5e6, "medium": 3e6, "paper": None}
-BATCH = 64
 SCALING_SIDES = (16, 32, 64)
 SCALING_BATCHES = (16, 32, 64, 128, 256)
 

@@ -27,7 +27,8 @@ import sys
 import time
 
 from bench import cpu_model, models
-from bench.__main__ import BATCH, WORKLOADS, _timed, matmul_gflops
+from bench.__main__ import _timed, matmul_gflops
+from bench.common import BATCH, WORKLOADS
 
 
 def main(argv=None):

@@ -44,7 +44,7 @@ import sys
 import time
 
 from bench import SHARED_TFDS, cpu_model, models
-from bench.__main__ import IMPLS
+from bench.common import IMPLS
 
 SHAPE = (28, 28, 1)
 TARGET = 0.5e6

@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from bench import models
+from bench.common import PRESETS
 
 STEPS_PER_LEVEL = 8
 
@@ -123,7 +124,6 @@ def build(spec, shape, batch):
   no-argument `train`, `log_prob`, `sample` callables on one fixed batch,
   `raw_sample(n, seed)` in pixel space before any clipping, and `flops()`."""
   torch = configure_torch()
-  from bench.__main__ import PRESETS  # pylint: disable=import-outside-toplevel
   target = spec.get("target") or PRESETS[spec["preset"]]
   flow, params, hidden = build_flow(spec["impl"], shape, target,
                                     spec.get("scale_map", "sigmoid"))
