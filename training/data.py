@@ -40,10 +40,11 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tfp_realnvp import dequantization
 from training import console
+from training import pipeline
 
 AUTOTUNE = tf.data.AUTOTUNE
+_finish = pipeline.finish  # moved to training/pipeline.py; tests call it here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,90 +183,6 @@ def gaussian_baseline_bits_per_dim(train_pixels, test_pixels, seed=0):
   return float(nll.sum(axis=(1, 2, 3)).mean() / (train[0].size * np.log(2)))
 
 
-# --- pipeline stages -------------------------------------------------------------
-
-
-_MAX_NOISE = dequantization.MAX_NOISE  # k + u stays below k + 1 in float32
-
-
-def _finish(ds, *, training, batch_size, seed, flip, conditional, cache,
-            shuffle_buffer, deterministic, partial_batches=False,
-            dequantize=True, noise_draws=None):
-  """Cache, shuffle, flip, dequantize, batch and prefetch `(image, label)`.
-
-  The training split drops its last partial batch (every step sees a full,
-  static-shape batch) unless `partial_batches`; evaluation splits keep it.
-  `dequantize=False` yields the integer levels as float32 (for a model with
-  its own `dequantizer`). `noise_draws=K` makes evaluation splits yield `K`
-  dequantized copies per image, `[K, H, W, C]` (batched `[N, K, H, W, C]`),
-  draw 0 being the single-draw pipeline's noise.
-  """
-  if cache:
-    ds = ds.cache()
-  if training:
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if flip:
-      ds = ds.map(lambda im, y: (tf.image.random_flip_left_right(im, seed=seed),
-                                 y), num_parallel_calls=AUTOTUNE)
-
-    def noise(im, y):
-      im = tf.cast(im, tf.float32)
-      if not dequantize:
-        return im, y
-      u = tf.random.uniform(tf.shape(im), seed=seed)
-      return im + tf.minimum(u, _MAX_NOISE), y
-    ds = ds.map(noise, num_parallel_calls=AUTOTUNE)
-  elif not dequantize:
-    ds = ds.map(lambda im, y: (tf.cast(im, tf.float32), y),
-                num_parallel_calls=AUTOTUNE)
-  else:
-    # Stateless per-example noise: the same test set every time.
-    def fixed_noise(index, pair):
-      im, y = pair
-      im = tf.cast(im, tf.float32)
-      key = tf.stack([tf.cast(seed, tf.int64), index])
-      if noise_draws:
-        # Stateless draws are prefix-consistent: the first [H, W, C] values
-        # of a [K, H, W, C] draw are the single draw of the same key.
-        u = tf.random.stateless_uniform(
-            tf.concat([[noise_draws], tf.shape(im)], 0), seed=key)
-        return im[None] + tf.minimum(u, _MAX_NOISE), y
-      u = tf.random.stateless_uniform(tf.shape(im), seed=key)
-      return im + tf.minimum(u, _MAX_NOISE), y
-    ds = ds.enumerate().map(fixed_noise, num_parallel_calls=AUTOTUNE)
-  if conditional:
-    ds = ds.map(lambda im, y: ((im, tf.cast(y, tf.int32)),))
-  else:
-    ds = ds.map(lambda im, y: im)
-  ds = ds.batch(batch_size, drop_remainder=training and not partial_batches)
-  options = tf.data.Options()
-  # Evaluation splits always keep their order (and so their noise).
-  options.deterministic = bool(deterministic) or not training
-  return ds.with_options(options).prefetch(AUTOTUNE)
-
-
-def _partial_batches(name, train_size, batch_size):
-  """True when the training split is smaller than one batch.
-
-  Dropping the remainder would then leave no training step at all (an
-  epoch that trains nothing); instead every epoch is one partial batch of
-  the whole split, and the user is told.
-  """
-  if train_size is None or train_size >= batch_size:
-    return False
-  console.warn(f"batch_size {batch_size} is larger than the {train_size} "
-               f"training images of {name!r}: every training step uses all "
-               f"{train_size} images (one partial batch per epoch)")
-  return True
-
-
-def _check_shape(ds, shape, name):
-  spec = ds.element_spec[0]
-  if not spec.shape.is_compatible_with(shape):
-    raise ValueError(f"dataset {name!r} yields images of shape {spec.shape}, "
-                     f"expected {shape}")
-
-
 def prepare_tfds(name, data_dir=None, manual_dir=None, download=True):
   """Builds (downloads or prepares from `manual_dir`) a tfds dataset."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
@@ -339,7 +256,7 @@ def load(name="digits", *, batch_size=64, seed=0, conditional=False,
     train_size = builder.info.splits[spec.splits[0]].num_examples
   except KeyError:  # split metadata unavailable (e.g. mocked tfds)
     train_size = None
-  partial = _partial_batches(name, train_size, batch_size)
+  partial = pipeline.partial_batches(name, train_size, batch_size)
   pipelines = []
   for split, training in zip(spec.splits, (True, False, False)):
     ds = builder.as_dataset(split=split, shuffle_files=training)
@@ -352,10 +269,10 @@ def load(name="digits", *, batch_size=64, seed=0, conditional=False,
       label = ex["label"] if "label" in ex else tf.constant(-1, tf.int64)
       return image, label
     ds = ds.map(to_pair, num_parallel_calls=AUTOTUNE)
-    _check_shape(ds, spec.image_shape, name)
-    pipelines.append(_finish(ds, training=training, flip=spec.flip and
-                             training, cache=spec.cache,
-                             partial_batches=partial, **common))
+    pipeline.check_shape(ds, spec.image_shape, name)
+    pipelines.append(pipeline.finish(
+        ds, training=training, flip=spec.flip and training, cache=spec.cache,
+        partial_batches=partial, **common))
   return Datasets(*pipelines, image_shape=spec.image_shape,
                   num_classes=spec.num_classes, train_size=train_size,
                   name=name)
@@ -363,15 +280,16 @@ def load(name="digits", *, batch_size=64, seed=0, conditional=False,
 
 def _load_digits(common):
   arrays = digits_arrays(seed=0)
-  partial = _partial_batches("digits", len(arrays["train"][0]),
-                             common["batch_size"])
+  partial = pipeline.partial_batches("digits", len(arrays["train"][0]),
+                                     common["batch_size"])
   pipelines = []
   for split, training in (("train", True), ("validation", False),
                           ("test", False)):
     pixels, labels = arrays[split]
     ds = tf.data.Dataset.from_tensor_slices((pixels, labels))
-    pipelines.append(_finish(ds, training=training, flip=False, cache=True,
-                             partial_batches=partial, **common))
+    pipelines.append(pipeline.finish(ds, training=training, flip=False,
+                                     cache=True, partial_batches=partial,
+                                     **common))
   return Datasets(*pipelines, image_shape=(8, 8, 1), num_classes=10,
                   train_size=len(arrays["train"][0]), name="digits")
 
@@ -432,10 +350,10 @@ def _load_folder(path, image_size, common):
     raise ValueError(f"image folder {path!r} has no class subfolders; a "
                      f"class-conditional model needs them")
   train_size = n - n_test - n_val
-  partial = _partial_batches(f"folder:{path}", train_size,
-                             common["batch_size"])
-  pipelines = [_finish(part, training=training, flip=False, cache=False,
-                       partial_batches=partial, **common)
+  partial = pipeline.partial_batches(f"folder:{path}", train_size,
+                                     common["batch_size"])
+  pipelines = [pipeline.finish(part, training=training, flip=False,
+                               cache=False, partial_batches=partial, **common)
                for part, training in ((train, True), (val, False),
                                       (test, False))]
   return Datasets(*pipelines, image_shape=(height, width, channels),
