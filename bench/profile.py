@@ -27,8 +27,8 @@ import sys
 import time
 
 from bench import cpu_model, models
-from bench.__main__ import _timed, matmul_gflops
 from bench.common import BATCH, WORKLOADS
+from bench.machine import matmul_gflops, timed
 
 
 def main(argv=None):
@@ -66,10 +66,10 @@ def main(argv=None):
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   model.make_train_function()
   iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
-  train_ms = 1e3 * _timed(lambda: model.train_function(iterator),
+  train_ms = 1e3 * timed(lambda: model.train_function(iterator),
                           args.repeats, args.steps)
   forward = tf.function(lambda t: model.log_prob(t))
-  forward_ms = 1e3 * _timed(lambda: forward(x), args.repeats, args.steps)
+  forward_ms = 1e3 * timed(lambda: forward(x), args.repeats, args.steps)
 
   steps = [s for s in model.flow().steps if s.kind == "coupling"]
   peak = matmul_gflops()
@@ -86,7 +86,7 @@ def main(argv=None):
         value = tf.reduce_sum(s) + tf.reduce_sum(b)
       return tape.gradient(value, [u] + _net.trainable_variables)
     mflop = count_flops(fwd_bwd.get_concrete_function(t)) / 1e6
-    ms = 1e3 * _timed(lambda: fwd_bwd(t), args.repeats, args.steps)
+    ms = 1e3 * timed(lambda: fwd_bwd(t), args.repeats, args.steps)
     total_ms += ms
     total_mflop += mflop
     rows.append({"step": step.name, "input": seen[step.index][1:],

@@ -120,7 +120,7 @@ def build_flow(kind, shape, target, scale_map="sigmoid"):
 
 
 def build(spec, shape, batch):
-  """The bench's handle dict (see `bench.__main__._build`) for a torch peer:
+  """The bench's handle dict (see `bench.contestants.build`) for a torch peer:
   no-argument `train`, `log_prob`, `sample` callables on one fixed batch,
   `raw_sample(n, seed)` in pixel space before any clipping, and `flops()`."""
   torch = configure_torch()

@@ -10,8 +10,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from bench import __main__ as bench_main
-from bench import models
+from bench import models, report, runner
 
 HAVE_TORCH_PEERS = all(importlib.util.find_spec(m) for m in ("torch",
                                                                "normflows"))
@@ -91,7 +90,7 @@ def test_table_ratio_is_median_of_same_pass_ratios(capsys):
           _row("ours", 2, 300.0, "squeezed"), _row("nf_glow", 2, 100.0)]
   machine = {"cpu": "test", "cores": 2, "tensorflow": "x", "date": "d",
              "matmul_gflops": 100.0, "matmul_gflops_bfloat16": 100.0}
-  bench_main._table(rows, machine)  # pylint: disable=protected-access
+  report.table(rows, machine)
   out = capsys.readouterr().out
   line = next(l for l in out.splitlines()
               if l.startswith("| mnist | small | ours squeezed | 1,000"))
@@ -106,14 +105,14 @@ def test_variants_and_reference():
     jit = "false,true"
     checkerboard = "masked,squeezed"
     mixed_precision = "none"
-  variants = bench_main._variants(Args, ["ours", "nf_glow", "tfp_glow"])  # pylint: disable=protected-access
+  variants = runner._variants(Args, ["ours", "nf_glow", "tfp_glow"])  # pylint: disable=protected-access
   labels = [(i, e.get("checkerboard"), e["jit"]) for i, e in variants]
   assert labels == [("ours", "masked", False), ("ours", "masked", True),
                     ("ours", "squeezed", False), ("ours", "squeezed", True),
                     ("nf_glow", None, False), ("tfp_glow", None, False),
                     ("tfp_glow", None, True)]
-  assert bench_main._reference(["ours", "tfp_glow", "nf_glow"]) == "nf_glow"  # pylint: disable=protected-access
-  assert bench_main._reference(["ours"]) == "ours"  # pylint: disable=protected-access
+  assert runner._reference(["ours", "tfp_glow", "nf_glow"]) == "nf_glow"  # pylint: disable=protected-access
+  assert runner._reference(["ours"]) == "ours"  # pylint: disable=protected-access
 
 
 def test_quality_ablation_runs_are_valid_configs_and_one_lever_each():

@@ -1,0 +1,197 @@
+"""The tables of `python -m bench` (Markdown, printed after the JSON rows).
+
+`table` is the full bench's: every pass, FLOPs / serving / tf.data per
+model, and the medians over passes with ours / peer as the median of the
+same-pass ratios; `finiteness_table` and `scaling_table` are those of
+`--finiteness` and `--scaling`.
+"""
+
+import statistics
+
+FIGURES = ("train_images_per_second", "log_prob_images_per_second",
+           "sample_images_per_second")
+
+
+def _fmt(value, spec=".0f"):
+  return "–" if value is None else format(value, spec)
+
+
+def _pct(fraction):
+  return "–" if fraction is None else f"{100 * fraction:.2f}%"
+
+
+def _label(row):
+  """`ours masked`, `ours squeezed mixed_bfloat16`, `nf_glow`, ..."""
+  parts = [row["impl"]]
+  if row["impl"] == "ours":
+    parts.append(row.get("checkerboard", "masked"))
+  if row.get("mixed_precision"):
+    parts.append(row["mixed_precision"])
+  return " ".join(parts)
+
+
+def _best(rows, label, key, w, p, n=None, best=max):
+  """Best (over jit settings) `key` of `label` rows for workload `w`,
+  preset `p`, in pass `n` (every pass when None)."""
+  vals = [r[key] for r in rows if _label(r) == label and r["workload"] == w
+          and r["preset"] == p and key in r and (n is None or
+                                                 r.get("pass") == n)]
+  return best(vals) if vals else None
+
+
+def table(rows, machine):
+  """The full bench's tables of `rows` (`bench.runner.interleaved`)."""
+  peak = machine["matmul_gflops"]
+  print(f"\nmachine: {machine['cpu']}, {machine['cores']} cores, TF "
+        f"{machine['tensorflow']}, float32 matmul peak {peak:.0f} GFLOP/s "
+        f"(bfloat16: {machine['matmul_gflops_bfloat16']:.0f}), "
+        f"{machine['date']}")
+  _every_pass(rows)
+  ok = [r for r in rows if "error" not in r]
+  labels = []
+  for r in ok:
+    if _label(r) not in labels:
+      labels.append(_label(r))
+  passes = sorted({r["pass"] for r in ok})
+  _flops(ok, passes, peak)
+  _medians(ok, labels, passes)
+
+
+def _every_pass(rows):
+  print("\nEvery pass (images/s, batch 64):")
+  print("\n| workload | preset | impl | jit | pass | params | train img/s | "
+        "log_prob img/s | sample img/s | all-finite samples (unclipped) | "
+        "finite pixels outside [0, 256) | peak RSS MB |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    if "error" in r:
+      print(f"| {r['workload']} | {r['preset']} | {_label(r)} | {r['jit']} "
+            f"| {r['pass']} | error: {r['error']} ||||||")
+      continue
+    print(f"| {r['workload']} | {r['preset']} | {_label(r)} | {r['jit']} | "
+          f"{r['pass']} | {r['parameters']:,} | " +
+          " | ".join(_fmt(r.get(k)) for k in FIGURES) +
+          f" | {_fmt(r.get('samples_finite_fraction'), '.2f')} | "
+          f"{_pct(r.get('pixels_out_of_range_fraction'))} | "
+          f"{r['peak_rss_mb']:.0f} |")
+
+
+def _flops(ok, passes, peak):
+  """FLOPs, serving latency and tf.data rows (the `extras` ones), with the
+  training step's GFLOP/s at the median over passes of its train img/s."""
+  extras = [r for r in ok if "train_mflops_per_image" in r]
+  if not extras:
+    return
+  print("\nFLOPs per image (TF: graph profiler, every op; torch: "
+        "FlopCounterMode, matmuls and convolutions only) and the training "
+        "step's achieved rate at the median train img/s:")
+  print("\n| workload | preset | impl | fwd MFLOP/img | sample MFLOP/img | "
+        "train MFLOP/img | train GFLOP/s | % of matmul peak | serve N=1 ms "
+        "| serve N=64 ms | tf.data img/s |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  for r in extras:
+    w, p, label = r["workload"], r["preset"], _label(r)
+    rate = statistics.median([_best(ok, label, "train_images_per_second", w, p, n)
+                    for n in passes if _best(
+                        ok, label, "train_images_per_second", w, p, n)])
+    gflops = r["train_mflops_per_image"] * rate / 1e3
+    print(f"| {w} | {p} | {label} | {r['forward_mflops_per_image']:.0f} | "
+          f"{r['sample_mflops_per_image']:.0f} | "
+          f"{r['train_mflops_per_image']:.0f} | {gflops:.1f} | "
+          f"{100 * gflops / peak:.1f}% | "
+          f"{_fmt(r.get('serving_log_prob_p50_ms_n1'), '.1f')} | "
+          f"{_fmt(r.get('serving_log_prob_p50_ms_n64'), '.1f')} | "
+          f"{_fmt(r.get('data_images_per_second'))} |")
+
+
+def _medians(ok, labels, passes):
+  """Per workload, preset and contestant: the medians over passes and, for
+  ours, the ratio to each peer (the median of the same-pass ratios)."""
+  cells = [(w, p) for w in dict.fromkeys(r["workload"] for r in ok)
+           for p in dict.fromkeys(r["preset"] for r in ok)]
+  print(f"\nMedians over {len(passes)} interleaved passes (best of the jit "
+        "settings within a pass); ratio = median over passes of the "
+        "same-pass ratio, per-pass ratios in brackets:")
+  print("\n| workload | preset | impl | params | train img/s | log_prob img/s"
+        " | sample img/s | " + " | ".join(
+            f"vs {peer} train / log_prob / sample" for peer in labels
+            if not peer.startswith("ours")) + " |")
+  peers = [l for l in labels if not l.startswith("ours")]
+  print("|---|---|---|---|---|---|---|" + "---|" * len(peers))
+  for w, p in cells:
+    for label in labels:
+      params = _best(ok, label, "parameters", w, p)
+      if params is None:
+        continue
+      medians = []
+      for key in FIGURES:
+        vals = [v for v in (_best(ok, label, key, w, p, n) for n in passes)
+                if v]
+        medians.append(statistics.median(vals) if vals else None)
+      ratio_cells = [_ratios(ok, label, peer, w, p, passes)
+                     if label.startswith("ours") else "" for peer in peers]
+      print(f"| {w} | {p} | {label} | {params:,} | " +
+            " | ".join(_fmt(m) for m in medians) + " | " +
+            " | ".join(ratio_cells) + " |")
+
+
+def _ratios(ok, label, peer, w, p, passes):
+  """`label` / `peer` per figure: **median** (each pass's ratio)."""
+  parts = []
+  for key in FIGURES:
+    per_pass = [a / b for a, b in (
+        (_best(ok, label, key, w, p, n), _best(ok, peer, key, w, p, n))
+        for n in passes) if a and b]
+    parts.append("–" if not per_pass else
+                 f"**{statistics.median(per_pass):.2f}×** (" + ", ".join(
+                     f"{v:.2f}" for v in per_pass) + ")")
+  return " / ".join(parts)
+
+
+def finiteness_table(rows):
+  """The `--finiteness` tables of `rows` (`bench.runner.finiteness`)."""
+  print("\nUnclipped samples, temperature 1, batch 64 (module docstring):")
+  print("\n| workload | preset | impl | params | Adam steps before | "
+        "samples | all-finite samples | non-finite pixels | finite pixels "
+        "outside [0, 256) | samples inside [0, 256) | finite pixel range |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    if "error" in r:
+      print(f"| {r['workload']} | {r['preset']} | {_label(r)} | error: "
+            f"{r['error']} ||||||||")
+      continue
+    span = ("–" if r["finite_pixel_min"] is None else
+            f"{r['finite_pixel_min']:.3g} … {r['finite_pixel_max']:.3g}")
+    print(f"| {r['workload']} | {r['preset']} | {_label(r)} | "
+          f"{r['parameters']:,} | {r['train_steps']} | "
+          f"{r['samples_counted']} | "
+          f"{100 * r['samples_finite_fraction']:.1f}% | "
+          f"{100 * r['pixels_nonfinite_fraction']:.2f}% | "
+          f"{_pct(r['pixels_out_of_range_fraction'])} | "
+          f"{100 * r['samples_in_range_fraction']:.1f}% | {span} |")
+  flops = [r for r in rows if "sample_mflops_per_image" in r]
+  if flops:
+    print("\n| workload | preset | impl | log_prob MFLOP/img | sample "
+          "MFLOP/img | train MFLOP/img |")
+    print("|---|---|---|---|---|---|")
+    for r in flops:
+      print(f"| {r['workload']} | {r['preset']} | {_label(r)} | "
+            f"{r['forward_mflops_per_image']:.0f} | "
+            f"{r['sample_mflops_per_image']:.0f} | "
+            f"{r['train_mflops_per_image']:.0f} |")
+
+
+def scaling_table(rows):
+  """The `--scaling` table of `rows` (`bench.runner.scaling`)."""
+  print("\n| workload | impl | sweep | shape | batch | params | step ms | "
+        "img/s |")
+  print("|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    if "error" in r:
+      print(f"| {r['workload']} | {_label(r)} | {r['sweep']} | "
+            f"{r['shape']} | {r['batch']} | error: {r['error']} |||")
+      continue
+    print(f"| {r['workload']} | {_label(r)} | {r['sweep']} | "
+          f"{'×'.join(map(str, r['shape']))} | {r['batch']} | "
+          f"{r['parameters']:,} | {r['train_step_ms']:.0f} | "
+          f"{r['train_images_per_second']:.0f} |")
