@@ -210,7 +210,8 @@ def test_ema_follows_the_recursion_and_serves_inference(rng, tmp_path):
   model.use_ema = True
   # A plain model holding the averages as its weights gives the same answer.
   plain = tfp_realnvp.RealNVP((8, 8, 1), **SMALL)
-  for dst, src in zip(plain._raw_layers(), model._ema_layers()):  # pylint: disable=protected-access
+  for dst, src in zip(plain.flow_layers(training=True).all(),
+                      model.flow_layers().all()):
     for a, b in zip(dst.weights, src.weights):
       a.assign(b)
   np.testing.assert_allclose(plain.log_prob(probe).numpy(), ema_lp,
@@ -238,7 +239,7 @@ def test_ema_follows_the_recursion_and_serves_inference(rng, tmp_path):
 def test_export_serves_the_averaged_weights(rng, tmp_path):
   from tfp_realnvp import export as export_lib  # pylint: disable=import-outside-toplevel
   model = tfp_realnvp.RealNVP((8, 8, 1), ema_decay=0.5, **SMALL)
-  perturb_weights(model._ema_layers(), seed=2, scale=0.2)  # pylint: disable=protected-access
+  perturb_weights(model.flow_layers().all(), seed=2, scale=0.2)
   x = tf.constant(_levels(rng, 4) + 0.5)
   path = str(tmp_path / "export")
   export_lib.write_saved_model(model, path)

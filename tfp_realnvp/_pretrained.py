@@ -12,9 +12,10 @@ typicality reference, no optimizer state), its SHA-256, the test bits/dim
 measured for it and the command, machine and date that produced it.
 """
 
-import hashlib
 import json
 import os
+
+from tfp_realnvp import digests
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "weights")
@@ -55,11 +56,7 @@ def pretrained(name):
   if not os.path.exists(path):
     raise FileNotFoundError(f"the pretrained file {path} is missing (a "
                             f"broken installation?)")
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  if digest.hexdigest() != info["sha256"]:
+  if digests.sha256_file(path) != info["sha256"]:
     raise ValueError(f"{path} does not match its catalogue SHA-256 (damaged "
                      f"or replaced); reinstall tfp-realnvp")
   model = keras.saving.load_model(path, compile=False)

@@ -87,8 +87,7 @@ class _Endpoints:
     self.shape = tuple(model.image_shape)
     self.size = int(model.event_size)
     self.conditional = bool(model.num_classes)
-    self.typicality = model.score_statistics.is_current(
-        model._score_digest())  # pylint: disable=protected-access
+    self.typicality = scores.reference_is_current(model)
 
   # --- checks: tfp_realnvp.validation, the model's own (graph asserts, ---
   # --- reported by the server as INVALID_ARGUMENT) --------------------------
@@ -112,7 +111,7 @@ class _Endpoints:
     labels = self._labels(labels, tf.shape(images)[0])
     lp = self.model.log_prob(images, labels=labels)
     return {"log_prob": lp,
-            "bits_per_dim": self.model._nats_to_bits_per_dim(-lp)}  # pylint: disable=protected-access
+            "bits_per_dim": self.model.to_bits_per_dim(lp)}
 
   def log_prob(self, images, labels=None):
     return self._log_prob(self._check_images(images), labels)
@@ -152,14 +151,7 @@ class _Endpoints:
 
   def score(self, images):
     levels = scores.to_levels(self._check_images(images))
-    bpd = self.model._centre_bits_per_dim(levels)  # pylint: disable=protected-access
-    png = scores.png_bits_per_dim(levels)
-    out = {"bits_per_dim": bpd, "png_bits_per_dim": png,
-           "complexity": scores.complexity(bpd, png)}
-    if self.typicality:
-      out["typicality"] = scores.typicality(
-          bpd, self.model.score_statistics.mean)
-    return out
+    return scores.all_outputs(self.model, levels, self.typicality)
 
 
 def _specs(model):
@@ -248,14 +240,13 @@ def example_inputs(model, signature, n=2, seed=0):
 
 def describe(model):
   """The JSON-able description written to `DESCRIPTION_FILE`."""
-  typicality = model.score_statistics.is_current(model._score_digest())  # pylint: disable=protected-access
+  typicality = scores.reference_is_current(model)
   return {
       "image_shape": [int(d) for d in model.image_shape],
       "num_classes": model.num_classes,
       "event_size": int(model.event_size),
       "signatures": list(SIGNATURES),
-      "score_outputs": ["bits_per_dim", "png_bits_per_dim", "complexity"] + (
-          ["typicality"] if typicality else []),
+      "score_outputs": scores.output_names(typicality),
       "score_statistics": (model.score_statistics.as_dict() if typicality
                            else None),
       "config": model.get_config(),

@@ -94,6 +94,14 @@ class Prior(keras.layers.Layer):
       raise ValueError(f"latent_shapes {self.latent_shapes} do not add up to "
                        f"latent_dim={self.latent_dim}")
 
+  @classmethod
+  def from_options(cls, options, **kwargs):
+    """The prior of a model whose options are `options` (`RealNVP`'s
+    attributes); `kwargs` are the common arguments. A prior with options of
+    its own reads them here (`MADEPrior`: `made_hidden_units`)."""
+    del options
+    return cls(**kwargs)
+
   @property
   def split_networks(self):
     """Conditioners of the couplings the flow inserts before each
@@ -307,6 +315,10 @@ class MADEPrior(Prior):
                               num_classes=self.num_classes,
                               log_scale_clamp=log_scale_clamp, name="made",
                               dtype=self.dtype_policy)
+
+  @classmethod
+  def from_options(cls, options, **kwargs):
+    return cls(hidden_units=options.made_hidden_units, **kwargs)
 
   def build(self, input_shape=None):
     self.made.build()

@@ -42,23 +42,17 @@ print(tfp_realnvp.scores.auroc(s_in, s_out))
 ```
 """
 
-import hashlib
+import math
 
 import keras
 import numpy as np
 import scipy.stats
 import tensorflow as tf
 
-KINDS = ("bpd", "typicality", "complexity")
+from tfp_realnvp import digests
+from tfp_realnvp import validation
+
 PNG_COMPRESSION = 9
-
-
-def check_kind(kind):
-  """`kind` if it is one of `KINDS`, else a `ValueError` naming them."""
-  if kind not in KINDS:
-    raise ValueError(f"unknown score kind {kind!r}; expected one of "
-                     f"{', '.join(KINDS)} (higher = more unusual for all)")
-  return kind
 
 
 def to_levels(images):
@@ -101,14 +95,8 @@ def complexity(bpd, png_bpd):
 
 
 def weights_digest(variables):
-  """Two int32 from a SHA-256 of the variables' values (order matters)."""
-  digest = hashlib.sha256()
-  for v in variables:
-    value = np.asarray(keras.ops.convert_to_numpy(v))
-    digest.update(str((value.dtype.str, value.shape)).encode())
-    digest.update(np.ascontiguousarray(value).tobytes())
-  words = np.frombuffer(digest.digest()[:8], dtype=np.int32)
-  return words.copy()
+  """Two int32 of `digests.weights_sha256(variables)` (order matters)."""
+  return digests.digest_words(digests.weights_sha256(variables))
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -159,6 +147,237 @@ class ScoreStatistics(keras.layers.Layer):
     return {"train_bpd_mean": float(self.mean.numpy()),
             "train_bpd_std": float(self.std.numpy()),
             "train_images": int(self.count.numpy())}
+
+
+class ScoreInputs:
+  """What scores are computed from, each computed once when first asked:
+  the model, the uint8 `levels`, their bin-centre bits/dim `bpd`
+  (`centre_bits_per_dim`) and PNG bits/dim `png_bpd`."""
+
+  def __init__(self, model, levels):
+    self.model = model
+    self.levels = levels
+    self._bpd = self._png_bpd = None
+
+  @property
+  def bpd(self):
+    if self._bpd is None:
+      self._bpd = centre_bits_per_dim(self.model, self.levels)
+    return self._bpd
+
+  @property
+  def png_bpd(self):
+    if self._png_bpd is None:
+      self._png_bpd = png_bits_per_dim(self.levels)
+    return self._png_bpd
+
+
+class Score:
+  """Base class of a score (higher = more unusual).
+
+  `output`: the name of its value among the export's `score` outputs;
+  `outputs`: every name `__call__` returns, when it returns more.
+  `needs_reference`: it reads the typicality reference, which must belong
+  to the current weights (`check_reference`). `__call__(inputs)` takes a
+  `ScoreInputs` and returns `{output: [N] float32}`, plus any auxiliary
+  output it computed on the way. A new score is one subclass and one entry
+  in `SCORES`; `model.score`, the export and `realnvp-score` take its key.
+  """
+
+  output = None
+  outputs = None
+  needs_reference = False
+
+  def __call__(self, inputs):
+    raise NotImplementedError
+
+
+class BitsPerDim(Score):
+  """`b(x) = −log2 p(x + ½) / D`."""
+
+  output = "bits_per_dim"
+
+  def __call__(self, inputs):
+    return {self.output: inputs.bpd}
+
+
+class Typicality(Score):
+  """`|b(x) − mean training b|` (Nalisnick et al., 2019, M = 1)."""
+
+  output = "typicality"
+  needs_reference = True
+
+  def __call__(self, inputs):
+    return {self.output: typicality(inputs.bpd,
+                                    inputs.model.score_statistics.mean)}
+
+
+class Complexity(Score):
+  """`S(x) = b(x) − L(x)` (Serrà et al., 2020), with `L` the PNG bits/dim
+  (also returned, as `png_bits_per_dim`)."""
+
+  output = "complexity"
+  outputs = ("png_bits_per_dim", "complexity")
+
+  def __call__(self, inputs):
+    return {"png_bits_per_dim": inputs.png_bpd,
+            self.output: complexity(inputs.bpd, inputs.png_bpd)}
+
+
+# `kind=` of `RealNVP.score` -> class; the order of the export's outputs.
+SCORES = {"bpd": BitsPerDim, "typicality": Typicality,
+          "complexity": Complexity}
+KINDS = tuple(SCORES)  # the kinds when this module was imported
+
+
+def check_kind(kind):
+  """`kind` if it is a key of `SCORES`, else a `ValueError` naming them."""
+  if kind not in SCORES:
+    raise ValueError(f"unknown score kind {kind!r}; expected one of "
+                     f"{', '.join(SCORES)} (higher = more unusual for all)")
+  return kind
+
+
+def centre_bits_per_dim(model, levels):
+  """`−log2 p(k + ½) / D` of uint8 levels `[N, H, W, C]` (inference mode;
+  the class marginal `(1/K) Σ_y p(x | y)` for a conditional model)."""
+  x = tf.cast(levels, tf.float32) + 0.5
+  if not model.num_classes:
+    return model.to_bits_per_dim(model.log_prob(x))
+  rows = tf.shape(x)[0]
+  per_class = tf.stack([model.log_prob(x, labels=tf.fill([rows], c))
+                        for c in range(model.num_classes)])
+  return model.to_bits_per_dim(tf.reduce_logsumexp(per_class, axis=0) -
+                               math.log(model.num_classes))
+
+
+def reference_digest(model):
+  """Digest of every weight of `model` but its score statistics, and of
+  `use_ema`: what the typicality reference records and is checked against."""
+  own = {id(v) for v in model.score_statistics.weights}
+  return weights_digest(
+      [v for v in model.weights if id(v) not in own] +
+      [np.array([int(bool(model.use_ema))], np.int8)])
+
+
+def reference_is_current(model):
+  """True when the model's typicality reference is set and belongs to its
+  current weights (and `use_ema`)."""
+  return model.score_statistics.is_current(reference_digest(model))
+
+
+def check_reference(model):
+  """A `ValueError` unless the typicality reference is set and belongs to
+  the current weights (and the current `use_ema`)."""
+  if not model.score_statistics.is_set():
+    raise ValueError(
+        "score(kind='typicality') needs the mean training bits/dim, which "
+        "this model does not have (fit() computes it at its end): call "
+        "model.compute_score_statistics(training_data)")
+  if not reference_is_current(model):
+    raise ValueError(
+        "the typicality reference was computed with other weights (they "
+        "changed since, or use_ema was switched): call "
+        "model.compute_score_statistics(training_data) again")
+
+
+def checked_levels(model, images):
+  """uint8 levels of `images` after the model's image checks."""
+  return to_levels(validation.check_images(
+      images, model.image_shape, check_values=model.validate_inputs,
+      allow_uint8=True))
+
+
+def score(model, images, kind="bpd"):
+  """`RealNVP.score`: the `kind` score of `images`, float32 `[N]`; a score
+  that needs the reference checks it first (eagerly, even while a
+  `tf.function` traces this)."""
+  scorer = SCORES[check_kind(kind)]()
+  levels = checked_levels(model, images)
+  if scorer.needs_reference:
+    with tf.init_scope():
+      check_reference(model)
+  return scorer(ScoreInputs(model, levels))[scorer.output]
+
+
+def _in_output_order(with_reference):
+  """Score classes: those without the reference first, then the others."""
+  classes = list(SCORES.values())
+  return ([c for c in classes if not c.needs_reference] +
+          ([c for c in classes if c.needs_reference] if with_reference
+           else []))
+
+
+def all_outputs(model, levels, with_reference):
+  """Every score's outputs for checked uint8 `levels` (the export's `score`
+  signature); scores that need the reference only `with_reference`."""
+  inputs = ScoreInputs(model, levels)
+  out = {}
+  for cls in _in_output_order(with_reference):
+    out.update(cls()(inputs))
+  return out
+
+
+def output_names(with_reference):
+  """The keys of `all_outputs`, in order, without computing anything."""
+  return [name for cls in _in_output_order(with_reference)
+          for name in (cls.outputs or (cls.output,))]
+
+
+def image_batches(data, batch_size=None, steps=None):
+  """Yields the image batches of what `fit`/`evaluate` take: a
+  `tf.data.Dataset` (elements `x`, `(x,)`, `(x, y)` or `((x, labels),)`;
+  `steps` batches, or all of a finite one) or arrays (`x` or
+  `(x, labels)`, cut into `batch_size` rows, default 64)."""
+  if isinstance(data, tf.data.Dataset):
+    if steps is None and (data.cardinality().numpy() ==
+                          tf.data.INFINITE_CARDINALITY):
+      raise ValueError("the dataset is infinite (repeat()): pass steps, the "
+                       "number of batches to use")
+    for element in (data if steps is None else data.take(steps)):
+      inputs, _, _ = keras.utils.unpack_x_y_sample_weight(element)
+      yield inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+    return
+  if isinstance(data, (tuple, list)) and data and all(
+      isinstance(part, (np.ndarray, tf.Tensor)) for part in data):
+    data = data[0]
+  if not isinstance(data, (np.ndarray, tf.Tensor)):
+    raise ValueError(f"expected a tf.data.Dataset or arrays of images, got "
+                     f"{type(data).__name__}")
+  batch_size = batch_size or 64
+  count = len(data) if steps is None else min(len(data), steps * batch_size)
+  for start in range(0, count, batch_size):
+    yield data[start:start + batch_size]
+
+
+def compute_statistics(model, data, batch_size=None, steps=None):
+  """`RealNVP.compute_score_statistics`: records the mean and std of the
+  bin-centre bits/dim over `data` with the current weights (float64 sums);
+  returns `ScoreStatistics.as_dict()`."""
+  if not tf.executing_eagerly():
+    raise RuntimeError("compute_score_statistics runs eagerly, not in a "
+                       "tf.function")
+  # A local function: traced once per call (fit calls this once), never
+  # attached to the model (exports track the model's attributes).
+  centre_bpd = tf.function(lambda levels: centre_bits_per_dim(model, levels),
+                           reduce_retracing=True)
+  total = total_sq = 0.0
+  count = 0
+  for images in image_batches(data, batch_size, steps):
+    bpd = centre_bpd(checked_levels(model, images)).numpy().astype(
+        np.float64)
+    if not np.all(np.isfinite(bpd)):
+      raise ValueError(f"{int(np.sum(~np.isfinite(bpd)))} images of the "
+                       f"data have a non-finite density")
+    total += float(np.sum(bpd))
+    total_sq += float(np.sum(bpd ** 2))
+    count += len(bpd)
+  if not count:
+    raise ValueError("the data yielded no images")
+  mean = total / count
+  std = math.sqrt(max(total_sq / count - mean ** 2, 0.0))
+  model.score_statistics.record(mean, std, count, reference_digest(model))
+  return model.score_statistics.as_dict()
 
 
 def auroc(inlier_scores, outlier_scores):

@@ -26,8 +26,6 @@ import numpy as np
 import tensorflow as tf
 
 PIXEL_RANGE = "[0, 256]"
-COUPLING_TYPES = ("affine", "additive")
-MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
 # Plain graph code: AutoGraph need not (and should not) rewrite it.
 _plain = tf.autograph.experimental.do_not_convert
 
@@ -355,46 +353,6 @@ def checked_outside_xla(data, image_shape, num_classes, levels=False):
     tf.function(lambda d: tf.nest.map_structure(component, d),
                 autograph=False)(data)
   return data
-
-
-def check_model_options(image_shape, num_scales, num_res_blocks, num_filters,
-                        coupling, mixed_precision, checkerboard, num_classes,
-                        prior, dequantizer, alpha, l2_reg):
-  """Constructor checks of `RealNVP`, in its argument order; returns
-  `(image_shape, prior name, per-scale widths)`."""
-  # pylint: disable=import-outside-toplevel
-  from tfp_realnvp import dequantization, networks, prior as prior_lib
-  from tfp_realnvp.bijectors import masks, real_nvp_flow
-  if mixed_precision not in (None,) + MIXED_PRECISION_POLICIES:
-    raise ValueError(f"mixed_precision must be None or one of "
-                     f"{MIXED_PRECISION_POLICIES}, got {mixed_precision!r}")
-  real_nvp_flow.check_image_shape(image_shape, num_scales, fit=False)
-  check_positive_int("num_res_blocks", num_res_blocks, allow_zero=True)
-  check_choice("coupling", coupling, COUPLING_TYPES)
-  if num_classes is not None:
-    check_positive_int("num_classes", num_classes)
-    if num_classes < 2:
-      raise ValueError(f"num_classes must be >= 2 for a class-conditional "
-                       f"model (or None), got {num_classes}")
-  if not 0.0 < alpha < 0.5:
-    raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
-  if l2_reg < 0:
-    raise ValueError(f"l2_reg must be >= 0, got {l2_reg}")
-  widths = networks.scale_filters(num_filters, num_scales)
-  image_shape = real_nvp_flow.check_image_shape(image_shape, num_scales)
-  check_choice("checkerboard", checkerboard, masks.CHECKERBOARDS)
-  check_choice("prior", prior, (None, prior_lib.GAUSSIAN) +
-               tuple(prior_lib.PRIORS))
-  prior = prior_lib.resolve(prior, num_classes)
-  conditional = prior_lib.PRIORS[prior].conditional
-  if conditional is not None and conditional != bool(num_classes):
-    raise ValueError(
-        f"prior={prior!r} is {'' if conditional else 'un'}conditional but "
-        f"num_classes={num_classes}: a conditional prior needs num_classes "
-        f">= 2, an unconditional one num_classes=None")
-  check_choice("dequantizer", dequantizer,
-               (None,) + tuple(dequantization.DEQUANTIZERS))
-  return image_shape, prior, widths
 
 
 def check_one_class(labels, num_classes, check_values=True):

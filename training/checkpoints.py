@@ -8,6 +8,7 @@ import keras
 
 import tfp_realnvp  # noqa: F401  (registers RealNVP for keras.models.load_model)
 from tfp_realnvp import atomic
+from tfp_realnvp import scores
 
 
 def locate(path):
@@ -99,7 +100,7 @@ def apply_reference(model, checkpoint):
               ref["train_images"])
   except (OSError, ValueError, KeyError):
     return False
-  if list(model._score_digest()) != list(digest):  # pylint: disable=protected-access
+  if list(scores.reference_digest(model)) != list(digest):
     return False
   model.score_statistics.record(*values, digest)
   return True

@@ -41,10 +41,6 @@ from training import data
 from training import figures
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_OUTPUT_KEYS = {"bpd": "bits_per_dim", "typicality": "typicality",
-                "complexity": "complexity"}
-
-
 def find_export(path):
   """The SavedModel directory of an export path (a version directory, or
   the newest integer version of a model directory), or None."""
@@ -65,7 +61,7 @@ class _KerasScorer:
     checkpoint, _ = checkpoints.locate(path)
     self.model = checkpoints.load_model(checkpoint, raw_weights=raw_weights)
     self.image_shape = tuple(self.model.image_shape)
-    if kind == "typicality":
+    if scores.SCORES[kind].needs_reference:
       self.model.check_score_statistics()  # a clear error before any work
     self._fn = tf.function(lambda levels: self.model.score(levels, kind),
                            reduce_retracing=True)
@@ -80,7 +76,7 @@ class _ExportScorer:
   def __init__(self, version_dir, kind):
     description = export_lib.read_description(version_dir)
     self.image_shape = tuple(description["image_shape"])
-    self.key = _OUTPUT_KEYS[kind]
+    self.key = scores.SCORES[kind].output
     if self.key not in description["score_outputs"]:
       raise ValueError(
           f"the export {version_dir} has no {self.key!r} score output (it "
@@ -237,7 +233,7 @@ def main(argv=None):
                       "export (model or version directory)")
   p.add_argument("--data", required=True,
                  help="dataset name (digits, mnist, ...) or folder:PATH")
-  p.add_argument("--kind", default="bpd", choices=scores.KINDS)
+  p.add_argument("--kind", default="bpd", choices=list(scores.SCORES))
   p.add_argument("--output", required=True, help="FILE.csv to write")
   p.add_argument("--split", default="test",
                  choices=("test", "validation", "train"))

@@ -78,8 +78,56 @@ class Affine:
 
 
 def affine(log_scale, shift):
-  """`Affine(log_scale, shift)`: the bijector_fn of every coupling."""
+  """`Affine(log_scale, shift)`: the bijector_fn of the affine couplings."""
   return Affine(log_scale, shift)
+
+
+class CouplingTransform:
+  """How a coupling maps its transformed part, given the conditioner.
+
+  The conditioner (`networks.CouplingResNet`) returns `(log_scale, shift)`
+  for the transformed part, `log_scale` only when `uses_log_scale` (its
+  head then has twice the channels and a bounded `scale·tanh(raw)`). Calling
+  the transform with both (zero outside the changed part, `masks`) gives an
+  elementwise bijector with `forward`, `inverse` and both log-dets
+  (`event_ndims`). A new coupling transform is one subclass and one entry
+  in `COUPLINGS`; `RealNVP(coupling=...)` takes its key.
+  """
+
+  uses_log_scale = True
+
+  def __call__(self, log_scale, shift):
+    raise NotImplementedError
+
+
+class AffineTransform(CouplingTransform):
+  """Real NVP: `x·exp(s) + t` (eq. 9), log-det `Σ s`."""
+
+  def __call__(self, log_scale, shift):
+    return affine(log_scale, shift)
+
+
+class AdditiveTransform(CouplingTransform):
+  """NICE: `x + t`, log-det 0 (the conditioner has no log-scale head)."""
+
+  uses_log_scale = False
+
+  def __call__(self, log_scale, shift):
+    del log_scale
+    return affine(None, shift)
+
+
+# `coupling=` option of `RealNVP` and `MultiScaleRealNVP` -> transform.
+COUPLINGS = {"affine": AffineTransform, "additive": AdditiveTransform}
+
+
+def make_transform(name):
+  """The `CouplingTransform` of a `COUPLINGS` key (a `ValueError` naming
+  the keys otherwise)."""
+  if name not in COUPLINGS:
+    raise ValueError(f"coupling must be one of {tuple(COUPLINGS)}, got "
+                     f"{name!r}")
+  return COUPLINGS[name]()
 
 
 def conditioner_input_channels(mask_type, channels, checkerboard="masked",
@@ -122,7 +170,8 @@ class AffineCoupling(OnePassBijector):
       `log_scale` may be `None` (then the coupling is additive).
     mask_type: 'checkerboard' or 'channel'.
     parity: 0 or 1, which half of the mask conditions.
-    additive: NICE coupling (ignore the log-scale; log-det is 0).
+    additive: NICE coupling (ignore the log-scale; log-det is 0): the same
+      as `coupling='additive'`.
     training: passed to the network (Keras batch-norm mode). A training-mode
       coupling has no inverse of its own: `inverse` raises a `ValueError`
       (except for a result of `forward` in the same evaluation, which the
@@ -131,13 +180,15 @@ class AffineCoupling(OnePassBijector):
       `masks.CHECKERBOARDS`: 'masked' (full resolution on `b⊙x`) or
       'squeezed' (the same partition on `space_to_depth(x, 2)`, the network
       at half resolution; odd sizes fall back to 'masked').
+    coupling: the elementwise transform, a key of `COUPLINGS` ('affine',
+      'additive'); `None`: 'additive' if `additive` else 'affine'.
     validate_args: unused (the channel count is checked statically).
     name: bijector name.
   """
 
   def __init__(self, network, mask_type=CHECKERBOARD, parity=0,
                additive=False, training=False, checkerboard="masked",
-               validate_args=False, name=None):
+               coupling=None, validate_args=False, name=None):
     parameters = dict(locals())
     mask = masks.make_mask(mask_type, parity, checkerboard)
     if not callable(network):
@@ -146,7 +197,8 @@ class AffineCoupling(OnePassBijector):
     self._network = network
     self._mask = mask
     self._checkerboard = checkerboard
-    self._additive = bool(additive)
+    self._coupling = make_transform(coupling or (
+        "additive" if additive else "affine"))
     self._training = bool(training)
     super().__init__(
         forward_min_event_ndims=3, validate_args=validate_args,
@@ -176,7 +228,12 @@ class AffineCoupling(OnePassBijector):
 
   @property
   def additive(self):
-    return self._additive
+    return not self._coupling.uses_log_scale
+
+  @property
+  def coupling(self):
+    """The `CouplingTransform`."""
+    return self._coupling
 
   @property
   def training(self):
@@ -190,9 +247,9 @@ class AffineCoupling(OnePassBijector):
     log_scale, shift = self._network(conditioner_input,
                                      training=self._training)
     shift = tf.cast(shift, flat.dtype)
-    log_scale = (None if self._additive or log_scale is None else
-                 tf.cast(log_scale, flat.dtype))
-    bijector = affine(*self._mask.restrict(flat, log_scale, shift))
+    log_scale = (None if not self._coupling.uses_log_scale or
+                 log_scale is None else tf.cast(log_scale, flat.dtype))
+    bijector = self._coupling(*self._mask.restrict(flat, log_scale, shift))
     if inverse:
       new = bijector.inverse(part)
       ldj = bijector.inverse_log_det_jacobian(part, event_ndims=3)

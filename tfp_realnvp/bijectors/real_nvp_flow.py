@@ -200,10 +200,12 @@ class MultiScaleRealNVP(cache.Chain):
     conv1x1_states: with 'conv1x1', one built `Conv1x1State` per coupling.
     split_networks: `None`, or one built `SplitPriorNet` per factor-out
       (Glow's split prior: `ConditionalGaussianSplit` before it).
-    additive: NICE couplings (no scale).
+    additive: NICE couplings (no scale): the same as `coupling='additive'`.
     checkerboard: the checkerboard strategy (`masks.CHECKERBOARDS`).
     training: Keras mode of every layer (batch statistics and
       moving-average updates when True).
+    coupling: the couplings' elementwise transform, a key of
+      `coupling.COUPLINGS`; `None`: 'additive' if `additive` else 'affine'.
     name: bijector name.
   """
 
@@ -211,7 +213,7 @@ class MultiScaleRealNVP(cache.Chain):
                batch_norm_states=None, preprocess=None, additive=False,
                checkerboard="masked", training=False, actnorm_states=None,
                permutation="none", conv1x1_states=None, split_networks=None,
-               validate_args=False, name="real_nvp_flow"):
+               coupling=None, validate_args=False, name="real_nvp_flow"):
     parameters = dict(locals())
     self._steps = plan(image_shape, num_scales, checkerboard, permutation)
     n_couplings = sum(s.kind == COUPLING for s in self._steps)
@@ -235,7 +237,8 @@ class MultiScaleRealNVP(cache.Chain):
     self._latent_shapes = latent_shapes(self._steps)
     self._build_args = dict(
         networks=list(coupling_networks),
-        states=list(batch_norm_states or []), additive=bool(additive),
+        states=list(batch_norm_states or []),
+        coupling=coupling or ("additive" if additive else "affine"),
         checkerboard=checkerboard, training=bool(training),
         actnorm_states=list(actnorm_states or []), permutation=permutation,
         conv1x1_states=list(conv1x1_states or []),
@@ -280,7 +283,7 @@ class MultiScaleRealNVP(cache.Chain):
               name=f"conv1x1_{step.index}_s{step.scale}"))
         parts.append(coupling.AffineCoupling(
             args["networks"][step.index], mask_type=step.mask_type,
-            parity=step.parity, additive=args["additive"],
+            parity=step.parity, coupling=args["coupling"],
             training=args["training"], checkerboard=args["checkerboard"],
             name=step.name))
         if args["states"]:
