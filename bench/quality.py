@@ -32,23 +32,20 @@ time; imports and the data pipeline's construction are not).
 Then the full 10,000-image test split is scored with the same stateless
 dequantization noise: bits/dim = −log p(x) / (D ln 2) in pixel units (Glow
 models x/256 − 0.5, so its log-density is shifted by −D log 256). Each
-contestant runs in its own subprocess. Prints JSON lines and a table.
+contestant runs in its own subprocess (`bench.quality_contestants`).
+Prints JSON lines and a table.
 """
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 
-from bench import SHARED_TFDS, cpu_model, models
+from bench import SHARED_TFDS, cpu_model
 from bench.common import IMPLS
-
-SHAPE = (28, 28, 1)
-TARGET = 0.5e6
-BATCH = 64
+from bench.quality_contestants import SHAPE, TARGET, run_config, run_one
 
 
 # The levers of `mnist_fast` (README "Bits/dim per minute"), each added
@@ -120,129 +117,12 @@ def ablation_runs(config="mnist_fast"):
   return runs
 
 
-def run_config(name, overrides, minutes, data_dir, iw_samples=None,
-               keep_dir=None):
-  """`realnvp-train --config name --max_train_minutes minutes` (+ overrides)
-  in a fresh run directory (`keep_dir`, else a temporary one); the row of
-  its metrics.json."""
-  import tempfile  # pylint: disable=import-outside-toplevel
-  from training import configs  # pylint: disable=import-outside-toplevel
-  from training import train  # pylint: disable=import-outside-toplevel
-  config = configs.load(name)
-  config.update(overrides)
-  config.update(max_train_minutes=minutes, export=False)
-  if iw_samples is not None:
-    config["test_iw_samples"] = iw_samples
-  with tempfile.TemporaryDirectory() as tmp:
-    metrics = train.run(config, output_dir=keep_dir or os.path.join(tmp, "run"),
-                        data_dir=data_dir, download=data_dir is None,
-                        verbose=0)
-  key = next(k for k in metrics if k.startswith("test_") and
-             k.endswith("bits_per_dim") and "importance" not in k)
-  steps = metrics["train_steps"]
-  return {"impl": "realnvp-train", "config": name, "overrides": overrides,
-          "parameters": metrics["num_parameters"], "minutes": minutes,
-          "train_seconds": metrics["train_seconds"], "steps": steps,
-          "images_seen": steps * config["batch_size"],
-          "test_images": None if config["test_steps"] else 10000,
-          "bound": key[len("test_"):],
-          "test_bits_per_dim": metrics[key],
-          "iw_samples": metrics.get("test_iw_samples"),
-          "test_iw_bits_per_dim": metrics.get(
-              "test_importance_weighted_bits_per_dim"),
-          "run_dir": keep_dir}
-
-
 def config_parameters(name, overrides=None):
   """Parameter count of the model a config describes, on MNIST."""
   from training import configs  # pylint: disable=import-outside-toplevel
   from training import train  # pylint: disable=import-outside-toplevel
   config = dict(configs.load(name), **(overrides or {}))
   return train.build_model(config, SHAPE, 10).count_params()
-
-
-def run_one(impl, minutes, data_dir, checkerboard="masked",
-            mixed_precision=None, target=TARGET, learning_rate=1e-3):
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from training import data  # pylint: disable=import-outside-toplevel
-  pipelines = data.load("mnist", batch_size=BATCH, seed=0,
-                        data_dir=data_dir, download=False)
-  budget = 60.0 * minutes
-  start = time.perf_counter()
-  dims = float(np.prod(SHAPE))
-  if impl == "ours":
-    import keras  # pylint: disable=import-outside-toplevel
-    config = {"checkerboard": checkerboard}
-    if mixed_precision:
-      config["mixed_precision"] = mixed_precision
-    model, params, _ = models.ours(SHAPE, target, **config)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-
-    class Budget(keras.callbacks.Callback):
-      steps = 0
-
-      def on_train_batch_end(self, batch, logs=None):
-        Budget.steps += 1
-        if time.perf_counter() - start >= budget:
-          self.model.stop_training = True
-
-    model.fit(pipelines.train.repeat(), epochs=10 ** 6, steps_per_epoch=100,
-              callbacks=[Budget()], verbose=0, score_statistics=False)
-    steps = Budget.steps
-    nll = tf.function(lambda x: -model.log_prob(x))
-  elif impl in ("nf_glow", "nf_realnvp"):
-    from bench import torch_peers  # pylint: disable=import-outside-toplevel
-    torch = torch_peers.configure_torch()
-    flow, params, _ = torch_peers.build_flow(impl, SHAPE, target)
-    optimizer = torch.optim.Adam(flow.parameters(), lr=learning_rate)
-
-    def model_space(x):
-      return torch_peers.to_model_space(torch, x.numpy())
-
-    steps = 0
-    for x in pipelines.train.repeat():
-      optimizer.zero_grad(set_to_none=True)
-      torch.mean(torch_peers.pixel_nll(flow, model_space(x), SHAPE)).backward()
-      optimizer.step()
-      steps += 1
-      if time.perf_counter() - start >= budget:
-        break
-
-    def nll(x):
-      with torch.no_grad():
-        return tf.constant(torch_peers.pixel_nll(flow, model_space(x),
-                                                 SHAPE).numpy())
-  else:
-    dist, _, params, _ = models.glow(SHAPE, target)
-    step = models.glow_train_step(dist, SHAPE)
-
-    steps = 0
-    for x in pipelines.train.repeat():
-      step(x)
-      steps += 1
-      if time.perf_counter() - start >= budget:
-        break
-    nll = tf.function(
-        lambda x: -models.glow_log_prob_pixels(dist, x, SHAPE))
-  train_seconds = time.perf_counter() - start
-  total, count, finite, non_finite = 0.0, 0, True, 0
-  for x in pipelines.test:
-    values = nll(x).numpy()
-    finite = finite and bool(np.all(np.isfinite(values)))
-    non_finite += int(np.sum(~np.isfinite(values)))
-    total += float(np.sum(values))
-    count += len(values)
-  return {"impl": impl, "checkerboard": checkerboard if impl == "ours" else
-          None, "mixed_precision": mixed_precision if impl == "ours" else
-          None, "parameters": int(params), "minutes": minutes,
-          "train_seconds": train_seconds, "steps": steps,
-          "images_seen": steps * BATCH, "test_images": count,
-          "learning_rate": learning_rate,
-          "non_finite_test_log_probs": non_finite,
-          "all_test_log_probs_finite": finite,
-          "test_bits_per_dim": total / count / (dims * math.log(2.0))}
 
 
 def _label(row):
@@ -254,7 +134,9 @@ def _label(row):
   return " ".join(p for p in parts if p)
 
 
-def main(argv=None):
+def _parser():
+  """The command line of `python -m bench.quality` (and the hidden `--one`
+  / `--index` of a contestant's child process)."""
   p = argparse.ArgumentParser(prog="python -m bench.quality",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--minutes", type=float, default=10.0)
@@ -293,24 +175,31 @@ def main(argv=None):
                       "(one per contestant: checkpoints, metrics.json)")
   p.add_argument("--one", help=argparse.SUPPRESS)
   p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
-  args = p.parse_args(argv)
-  if args.one:
-    spec = json.loads(args.one)
-    if spec[0] == "train":
-      _, label, name, overrides = spec
-      keep = (os.path.join(args.keep_runs, f"{args.index:02d}-{name}")
-              if args.keep_runs else None)
-      row = run_config(name, overrides, args.minutes, args.data_dir,
-                       args.iw_samples, keep)
-      row["label"] = label
-    else:
-      impl, checkerboard, precision = spec
-      row = run_one(impl, args.minutes, args.data_dir, checkerboard,
-                    precision, args.params or TARGET, args.peer_lr)
-    print(json.dumps(row), flush=True)
-    return 0
-  if not os.path.isdir(os.path.join(args.data_dir, "mnist")):
-    p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
+  return p
+
+
+def _child(args):
+  """`--one`: train the one contestant of the JSON spec in this process and
+  print its row."""
+  spec = json.loads(args.one)
+  if spec[0] == "train":
+    _, label, name, overrides = spec
+    keep = (os.path.join(args.keep_runs, f"{args.index:02d}-{name}")
+            if args.keep_runs else None)
+    row = run_config(name, overrides, args.minutes, args.data_dir,
+                     args.iw_samples, keep)
+    row["label"] = label
+  else:
+    impl, checkerboard, precision = spec
+    row = run_one(impl, args.minutes, args.data_dir, checkerboard,
+                  precision, args.params or TARGET, args.peer_lr)
+  print(json.dumps(row), flush=True)
+
+
+def _runs(p, args):
+  """The contestants' specs in run order: the config runs (`--configs`,
+  `--ablation`/`--baseline`, `--structure`) then `--impls`; sets
+  `args.params` from the first config run when it is not given."""
   trained = [("train", f"realnvp-train --config {name}", name, {})
              for name in args.configs.split(",") if name]
   if args.ablation or args.baseline:
@@ -333,33 +222,35 @@ def main(argv=None):
       for precision in args.mixed_precision.split(","):
         runs.append((impl, checkerboard,
                      None if precision == "none" else precision))
-  runs = trained + runs
-  rows = []
-  for index, run in enumerate(runs):  # one after the other: never two at once
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.quality", "--one", json.dumps(run),
-         "--minutes", str(args.minutes), "--data_dir", args.data_dir,
-         "--params", str(args.params), "--index", str(index),
-         "--peer_lr", str(args.peer_lr)] + (
-             ["--keep_runs", args.keep_runs] if args.keep_runs else []) + (
-             [] if args.iw_samples is None else
-             ["--iw_samples", str(args.iw_samples)]),
-        capture_output=True, text=True, check=False)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    if lines and not proc.returncode:
-      row = json.loads(lines[-1])
-    elif run[0] == "train":
-      row = {"impl": "realnvp-train", "label": run[1], "config": run[2],
-             "error": proc.stderr.strip().splitlines()[-1:]}
-    else:
-      row = {"impl": run[0], "checkerboard": run[1],
-             "mixed_precision": run[2],
-             "error": proc.stderr.strip().splitlines()[-1:]}
-    print(json.dumps(row), flush=True)
-    rows.append(row)
+  return trained + runs
+
+
+def _run(index, run, args):
+  """The row of contestant `run`, trained in a child process."""
+  proc = subprocess.run(
+      [sys.executable, "-m", "bench.quality", "--one", json.dumps(run),
+       "--minutes", str(args.minutes), "--data_dir", args.data_dir,
+       "--params", str(args.params), "--index", str(index),
+       "--peer_lr", str(args.peer_lr)] + (
+           ["--keep_runs", args.keep_runs] if args.keep_runs else []) + (
+           [] if args.iw_samples is None else
+           ["--iw_samples", str(args.iw_samples)]),
+      capture_output=True, text=True, check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+  if lines and not proc.returncode:
+    return json.loads(lines[-1])
+  if run[0] == "train":
+    return {"impl": "realnvp-train", "label": run[1], "config": run[2],
+            "error": proc.stderr.strip().splitlines()[-1:]}
+  return {"impl": run[0], "checkerboard": run[1],
+          "mixed_precision": run[2],
+          "error": proc.stderr.strip().splitlines()[-1:]}
+
+
+def _table(rows, peer_lr):
   print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()}, {os.cpu_count()} "
         f"cores; batch 64, MNIST test (10,000 images); peers: Adam "
-        f"{args.peer_lr:g}")
+        f"{peer_lr:g}")
   print("\n| contestant | params | budget min | train s | steps | images "
         "seen | test bits/dim | IW bits/dim (K) |")
   print("|---|---|---|---|---|---|---|---|")
@@ -374,6 +265,23 @@ def main(argv=None):
     print(f"| {_label(r)} | {r['parameters']:,} | {r['minutes']:g} | "
           f"{r['train_seconds']:.0f} | {r['steps']} | {r['images_seen']:,} | "
           f"{r['test_bits_per_dim']:.3f}{bound} | {iw} |")
+
+
+def main(argv=None):
+  p = _parser()
+  args = p.parse_args(argv)
+  if args.one:
+    _child(args)
+    return 0
+  if not os.path.isdir(os.path.join(args.data_dir, "mnist")):
+    p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
+  rows = []
+  for index, run in enumerate(_runs(p, args)):
+    # One after the other: never two at once.
+    row = _run(index, run, args)
+    print(json.dumps(row), flush=True)
+    rows.append(row)
+  _table(rows, args.peer_lr)
   return 0
 
 
