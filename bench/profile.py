@@ -31,6 +31,48 @@ from bench.common import BATCH, WORKLOADS
 from bench.machine import matmul_gflops, timed
 
 
+def _input_shapes(model, x):
+  """The input shape each coupling network sees, recorded on one forward
+  pass of `x`."""
+  seen = {}
+  for i, net in enumerate(model.coupling_networks):
+    def recorder(inputs, *a, _i=i, _call=net.call, **k):
+      seen.setdefault(_i, tuple(inputs.shape))
+      return _call(inputs, *a, **k)
+    net.call = recorder
+  model.log_prob(x)
+  for net in model.coupling_networks:
+    del net.call  # back to the class's own call
+  return seen
+
+
+def _network_rows(model, seen, rng, repeats, steps):
+  """One row per coupling's s/t network: forward + gradient ms, MFLOP per
+  batch and GFLOP/s, each printed as a JSON line as it is measured."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from bench.flops import count_flops  # pylint: disable=import-outside-toplevel
+  rows = []
+  for step in [s for s in model.flow().steps if s.kind == "coupling"]:
+    net = model.coupling_networks[step.index]
+    t = tf.constant(rng.normal(size=seen[step.index]), tf.float32)
+
+    @tf.function
+    def fwd_bwd(u, _net=net):
+      with tf.GradientTape() as tape:
+        tape.watch(u)
+        s, b = _net(u, training=True)
+        value = tf.reduce_sum(s) + tf.reduce_sum(b)
+      return tape.gradient(value, [u] + _net.trainable_variables)
+    mflop = count_flops(fwd_bwd.get_concrete_function(t)) / 1e6
+    ms = 1e3 * timed(lambda: fwd_bwd(t), repeats, steps)
+    rows.append({"step": step.name, "input": seen[step.index][1:],
+                 "out_channels": step.out_channels, "ms": ms,
+                 "mflop_per_batch": mflop,
+                 "gflops_per_second": mflop / ms})
+    print(json.dumps(rows[-1]), flush=True)
+  return rows
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(prog="python -m bench.profile",
                               description=__doc__.split("\n\n")[0])
@@ -44,56 +86,26 @@ def main(argv=None):
   import keras  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from bench.flops import count_flops  # pylint: disable=import-outside-toplevel
 
   shape = WORKLOADS[args.workload]
   model, params, widths = models.ours(shape, int(args.target),
                                       checkerboard=args.checkerboard)
   rng = np.random.default_rng(0)
   x = tf.constant(rng.uniform(0, 256, (BATCH,) + shape), tf.float32)
-
-  # The input shape each network sees, recorded on one forward pass.
-  seen = {}
-  for i, net in enumerate(model.coupling_networks):
-    def recorder(inputs, *a, _i=i, _call=net.call, **k):
-      seen.setdefault(_i, tuple(inputs.shape))
-      return _call(inputs, *a, **k)
-    net.call = recorder
-  model.log_prob(x)
-  for net in model.coupling_networks:
-    del net.call  # back to the class's own call
+  seen = _input_shapes(model, x)
 
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   model.make_train_function()
   iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
   train_ms = 1e3 * timed(lambda: model.train_function(iterator),
-                          args.repeats, args.steps)
+                         args.repeats, args.steps)
   forward = tf.function(lambda t: model.log_prob(t))
   forward_ms = 1e3 * timed(lambda: forward(x), args.repeats, args.steps)
 
-  steps = [s for s in model.flow().steps if s.kind == "coupling"]
   peak = matmul_gflops()
-  rows, total_ms, total_mflop = [], 0.0, 0.0
-  for step in steps:
-    net = model.coupling_networks[step.index]
-    t = tf.constant(rng.normal(size=seen[step.index]), tf.float32)
-
-    @tf.function
-    def fwd_bwd(u, _net=net):
-      with tf.GradientTape() as tape:
-        tape.watch(u)
-        s, b = _net(u, training=True)
-        value = tf.reduce_sum(s) + tf.reduce_sum(b)
-      return tape.gradient(value, [u] + _net.trainable_variables)
-    mflop = count_flops(fwd_bwd.get_concrete_function(t)) / 1e6
-    ms = 1e3 * timed(lambda: fwd_bwd(t), args.repeats, args.steps)
-    total_ms += ms
-    total_mflop += mflop
-    rows.append({"step": step.name, "input": seen[step.index][1:],
-                 "out_channels": step.out_channels, "ms": ms,
-                 "mflop_per_batch": mflop,
-                 "gflops_per_second": mflop / ms})
-    print(json.dumps(rows[-1]), flush=True)
+  rows = _network_rows(model, seen, rng, args.repeats, args.steps)
+  total_ms = sum(r["ms"] for r in rows)
+  total_mflop = sum(r["mflop_per_batch"] for r in rows)
   print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()}, {os.cpu_count()} "
         f"cores, float32 matmul peak {peak:.0f} GFLOP/s; {args.workload} "
         f"{args.checkerboard}, {params:,} parameters, widths {widths}, "
