@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import tfp_realnvp
 from conftest import dense_log_det, perturb_weights
-from tfp_realnvp import dequantization, networks, prior
+from tfp_realnvp import dequantization, estimators, networks, prior, scores
 from tfp_realnvp.bijectors import coupling, masks, real_nvp_flow
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -254,3 +254,141 @@ def test_dequantizer_takes_uint8_levels_and_any_global_policy(rng):
                      "conditional but num_classes=None"):
     tfp_realnvp.RealNVP(image_shape=(4, 4, 1), num_scales=1,
                         prior="class_conditional")
+
+
+def test_keras_file_from_before_issue_27_loads_bit_identically():
+  """A Glow-step model (actnorm, 1×1 conv, split prior) with EMA weights and
+  a typicality reference, saved by main 0826db5 (before the restructuring of
+  issue 27; /tmp script in the stop-26 note): the same log_prob bit for bit,
+  averaged and raw weights, and the reference still belongs to its weights."""
+  model = keras.saving.load_model(os.path.join(DATA, "pre_issue27_glow.keras"))
+  data = np.load(os.path.join(DATA, "pre_issue27_glow.npz"))
+  assert model.actnorm and model.permutation == "conv1x1"
+  assert model.prior_name == "split" and model.use_ema
+  np.testing.assert_array_equal(model.log_prob(data["x"]).numpy(), data["lp"])
+  np.testing.assert_array_equal(model.score(data["levels"], "typicality"),
+                                data["typicality"])
+  model.use_ema = False
+  np.testing.assert_array_equal(model.log_prob(data["x"]).numpy(),
+                                data["lp_raw"])
+  assert np.abs(data["lp"] - data["lp_raw"]).max() > 1e-3
+
+
+class _SigmoidScale(coupling.CouplingTransform):
+  """Glow's coupling map `x·σ(s + 2) + t`, normalised by σ(2) so that zero
+  parameters are the identity (the contract of `CouplingTransform`): a
+  transform defined by one class (the extension point of `coupling=`)."""
+
+  class _Map:
+
+    def __init__(self, log_scale, shift):
+      self.log_gate = (tf.math.log_sigmoid(log_scale + 2.0) -
+                       tf.math.log_sigmoid(2.0))
+      self.shift = shift
+
+    def forward(self, x):
+      return x * tf.exp(self.log_gate) + self.shift
+
+    def inverse(self, y):
+      return (y - self.shift) * tf.exp(-self.log_gate)
+
+    def forward_log_det_jacobian(self, x, event_ndims):
+      del x
+      return tf.reduce_sum(self.log_gate, axis=list(range(-event_ndims, 0)))
+
+    def inverse_log_det_jacobian(self, y, event_ndims):
+      return -self.forward_log_det_jacobian(y, event_ndims)
+
+  def __call__(self, log_scale, shift):
+    return self._Map(log_scale, shift)
+
+
+def test_a_new_coupling_transform_is_one_class_and_one_option(monkeypatch,
+                                                              rng):
+  monkeypatch.setitem(coupling.COUPLINGS, "sigmoid", _SigmoidScale)
+  model = tfp_realnvp.RealNVP(image_shape=(4, 4, 2), num_scales=2,
+                              num_res_blocks=1, num_filters=8,
+                              coupling="sigmoid", use_batch_norm=False)
+  assert model.get_config()["coupling"] == "sigmoid"
+  perturb_weights(model.coupling_networks, seed=4, scale=0.3)
+  flow = model.flow()
+  x = tf.constant(rng.uniform(1, 255, (2, 4, 4, 2)), tf.float32)
+  z = flow.forward(x)
+  np.testing.assert_allclose(flow.inverse(tf.identity(z)).numpy(), x.numpy(),
+                             atol=2e-3)
+  ldj = flow.forward_log_det_jacobian(x, event_ndims=3).numpy()
+  np.testing.assert_allclose(ldj, dense_log_det(flow.forward, x), atol=5e-3,
+                             rtol=1e-5)
+  affine = tfp_realnvp.RealNVP(image_shape=(4, 4, 2), num_scales=2,
+                               num_res_blocks=1, num_filters=8,
+                               use_batch_norm=False)
+  affine.set_weights(model.get_weights())
+  assert np.abs(affine.log_prob(x).numpy() - model.log_prob(x).numpy()).max(
+  ) > 1e-2  # the transform is what differs
+  with pytest.raises(ValueError, match="coupling must be one of"):
+    tfp_realnvp.RealNVP(image_shape=(4, 4, 2), num_scales=2,
+                        coupling="spline2")
+
+
+class _CentreDequantizer(dequantization.Dequantizer):
+  """`x = k + ½`, `log q = 0`: a dequantizer defined by one class."""
+
+  seed = 0
+
+  def call(self, levels, training=False, seed=None):
+    levels = tf.convert_to_tensor(levels, tf.float32)
+    return levels + 0.5, tf.zeros(tf.shape(levels)[:1])
+
+
+class _CentreEstimator(estimators.Estimator):
+  """`log p(k + ½)` in float64: an estimator defined by one class."""
+
+  def __call__(self, model, inputs):
+    x = tf.cast(inputs, tf.float32) + 0.5
+    return tf.cast(model.log_prob(x), tf.float64)
+
+
+class _Nats(scores.Score):
+  """`−log p(k + ½)` in nats: a score defined by one class."""
+
+  output = "nats"
+
+  def __call__(self, inputs):
+    return {self.output: inputs.bpd * float(
+        inputs.model.event_size * np.log(2.0))}
+
+
+def test_a_new_dequantizer_estimator_and_score_are_one_class_each(
+    monkeypatch, rng, tmp_path):
+  monkeypatch.setitem(dequantization.DEQUANTIZERS, "centre",
+                      _CentreDequantizer)
+  monkeypatch.setitem(estimators.ESTIMATORS, "centre", _CentreEstimator)
+  monkeypatch.setitem(scores.SCORES, "nats", _Nats)
+  model = tfp_realnvp.RealNVP(image_shape=(4, 4, 1), num_scales=1,
+                              num_res_blocks=1, num_filters=8,
+                              dequantizer="centre")
+  perturb_weights(model.coupling_networks + model.batch_norm_states, seed=6)
+  levels = rng.integers(0, 256, (3, 4, 4, 1)).astype(np.float32)
+  centre = model.log_prob(levels + 0.5).numpy()
+  assert model.get_config()["dequantizer"] == "centre"
+  np.testing.assert_allclose(model(levels).numpy(), centre, rtol=1e-6)
+  # Every draw of this dequantizer is the same: IW over K = 3 changes nothing.
+  np.testing.assert_allclose(
+      estimators.estimate(model, levels, "importance_weighted",
+                          num_samples=3).numpy(), centre, rtol=1e-6)
+  np.testing.assert_allclose(
+      estimators.estimate(model, levels, "centre").numpy(), centre,
+      rtol=1e-6)
+  nats = model.score(levels.astype(np.uint8), kind="nats").numpy()
+  np.testing.assert_allclose(nats, -centre, rtol=1e-5)
+  assert scores.output_names(False)[-1] == "nats"
+  # The export's score signature carries the new output.
+  from tfp_realnvp import export as export_lib  # pylint: disable=import-outside-toplevel
+  export_lib.write_saved_model(model, str(tmp_path / "m"))
+  served = tf.saved_model.load(str(tmp_path / "m")).signatures["score"](
+      images=tf.constant(levels.astype(np.uint8)))
+  np.testing.assert_allclose(served["nats"].numpy(), nats, rtol=1e-5)
+  with pytest.raises(ValueError, match="estimator must be one of"):
+    estimators.estimate(model, levels, "jackknife")
+  with pytest.raises(ValueError, match="unknown score kind"):
+    model.score(levels, kind="likelihood_ratio")

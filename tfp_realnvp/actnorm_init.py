@@ -34,6 +34,13 @@ def first_batch(x, batch_size=None):
       f"before fit()")
 
 
+def before_fit(model, x, batch_size=None):
+  """What `RealNVP.fit` does first: initialises pending actnorms from the
+  first batch of `x`."""
+  if pending(model):
+    initialize(model, first_batch(x, batch_size))
+
+
 def pending(model):
   """True when `model` has actnorms that are not initialised yet."""
   return model.actnorm and not all(

@@ -31,6 +31,7 @@ import keras
 import tensorflow as tf
 
 from tfp_realnvp import networks
+from tfp_realnvp import validation
 from tfp_realnvp.bijectors import coupling
 
 # Largest noise whose sum with any level 0..255 stays below the next level in
@@ -50,6 +51,15 @@ class Dequantizer(keras.layers.Layer):
 
   def call(self, levels, training=False, seed=None):
     raise NotImplementedError
+
+  def dequantize(self, images, image_shape, check_values=True,
+                 training=False):
+    """`call` on `images` after the checks that they are integer levels
+    `[N, *image_shape]` in 0..255 (float or uint8)."""
+    levels = validation.check_levels(
+        validation.check_images(images, image_shape, check_values,
+                                allow_uint8=True), check_values)
+    return self(levels, training=training)
 
   def _seed(self, seed):
     return tf.constant([self.seed, 0], tf.int64) if seed is None else seed

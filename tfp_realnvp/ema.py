@@ -22,6 +22,8 @@ against Keras 3.15:
 import keras
 import tensorflow as tf
 
+from tfp_realnvp import flow_layers
+
 
 class WeightAverages:
   """The (raw, average) variable pairs of a model's two layer copies."""
@@ -52,6 +54,31 @@ class WeightAverages:
   def averaged_variables(self):
     """The variables of the averaged copy."""
     return [ema for _, ema in self.pairs]
+
+
+def attach_averages(model, steps):
+  """With `model.ema_decay`: builds the averaged copy of `model`'s layers
+  for the plan `steps` (non-trainable, attributes prefixed `ema_`), sets it
+  to the current weights and returns its `WeightAverages`; else `None`.
+
+  The pairs are also tracked by Keras as the model's own variables
+  (`model._ema_pairs`), as since EMA exists: they are part of `.keras`
+  files and of `model.weights` (so of the typicality digest).
+  """
+  if model.ema_decay is None:
+    return None
+  flow_layers.attach(model, flow_layers.build(model, steps, "ema_"), "ema_")
+  averages = WeightAverages(flow_layers.of(model).all(),
+                            flow_layers.of(model, ema=True).all())
+  averages.copy()
+  model._ema_pairs = []  # pylint: disable=protected-access
+  model._ema_pairs += averages.pairs  # pylint: disable=protected-access
+  return averages
+
+
+def callbacks(model):
+  """The callbacks `fit` adds for `model`: `[EMAUpdate()]` with EMA."""
+  return [] if model.ema_decay is None else [EMAUpdate()]
 
 
 def decay_at(ema_decay, step):

@@ -3,19 +3,10 @@
 Dinh et al., ICLR 2017. The architecture is the bijector
 `bijectors.MultiScaleRealNVP` (schematic there); this model owns its Keras
 layers, builds it per call with the training flag, adds the Keras entry
-points and the density API. Everything else lives in a module of its own
-and is reached through a one-line method here:
-
-| concern                                   | module                 |
-|-------------------------------------------|------------------------|
-| checking and resolving the options        | `options`              |
-| building the layers (raw and EMA copy)    | `flow_layers`          |
-| weight averages (`ema_decay`)             | `ema`                  |
-| actnorm's data-dependent initialisation   | `actnorm_init`         |
-| log-likelihood estimators                 | `estimators`           |
-| out-of-distribution scores                | `scores`               |
-| input checks                              | `validation`           |
-| loss, XLA-safe checks, multi-worker logs  | `_keras_glue`          |
+points and the density API. Every other concern is a module of its own,
+reached through a one-line method here: `options` (checks), `flow_layers`
+(building), `ema`, `actnorm_init`, `estimators`, `scores`, `validation`
+and `_keras_glue` (loss, XLA-safe checks, multi-worker logs).
 
 ```python
 import tfp_realnvp
@@ -29,7 +20,6 @@ samples = model.sample(16, temperature=0.7, seed=(1, 2))
 """
 
 import math
-import warnings
 
 import keras
 import numpy as np
@@ -48,10 +38,8 @@ from tfp_realnvp.bijectors import cache
 from tfp_realnvp.bijectors import logit
 from tfp_realnvp.bijectors import multiscale
 from tfp_realnvp.bijectors import real_nvp_flow
-
-COUPLING_TYPES = options_lib.COUPLING_TYPES
-MIXED_PRECISION_POLICIES = options_lib.MIXED_PRECISION_POLICIES
-PERMUTATIONS = options_lib.PERMUTATIONS
+from tfp_realnvp.options import (  # noqa: F401  (public here since 0.1)
+    COUPLING_TYPES, MIXED_PRECISION_POLICIES, PERMUTATIONS)
 
 
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
@@ -61,13 +49,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
   `call(x)` returns `log_prob(x)` in nats, shape `[N]`; the built-in loss is
   `-mean(log_prob) + L2 penalty`, and a `bits_per_dim` metric is reported
   next to it (`val_bits_per_dim` on validation data).
-""" + options_lib.ARGS_DOC + """
-  Priors (`prior=`): 'gaussian' (the default: 'standard_normal', or
-  'class_conditional' with `num_classes`), 'split' (Glow's learned split
-  prior) or 'made' (an autoregressive prior on the coarsest latent); see
-  `tfp_realnvp.prior`. `encode` returns the standard-normal latent of the
-  whole model for every prior, so `decode(ε)`, `ε ~ N(0, I)`, is a sample.
-  """
+""" + options_lib.ARGS_DOC
 
   def __init__(self, image_shape, num_scales=3, num_res_blocks=4,
                num_filters=32, coupling="affine", use_batch_norm=True,
@@ -77,8 +59,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
                mixed_precision=None, checkerboard="masked", prior=None,
                dequantizer=None, ema_decay=None, bn_lag=0.0, actnorm=False,
                permutation="none", made_hidden_units=(512, 512), **kwargs):
-    given = {k: v for k, v in locals().items()
-             if k in options_lib.DEFAULTS}
+    given = {k: v for k, v in locals().items() if k in options_lib.DEFAULTS}
     kwargs.setdefault("dtype", "float32")  # the flow stays float32
     super().__init__(**kwargs)
     for key, value in options_lib.resolve(image_shape, **given).items():
@@ -89,12 +70,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     self.latent_shapes = real_nvp_flow.latent_shapes(steps)
     flow_layers.attach(self, flow_layers.build(self, steps))
     self._use_ema = self.ema_decay is not None
-    self._averages = None
-    if self.ema_decay is not None:
-      flow_layers.attach(self, flow_layers.build(self, steps, "ema_"), "ema_")
-      self._averages = ema_lib.WeightAverages(
-          flow_layers.of(self).all(), flow_layers.of(self, ema=True).all())
-      self._averages.copy()
+    self._averages = ema_lib.attach_averages(self, steps)
     self.bits_per_dim_name = (self.dequantizer.metric_name if self.dequantizer
                               else "bits_per_dim")
     self.bits_per_dim_tracker = keras.metrics.Mean(name=self.bits_per_dim_name)
@@ -103,8 +79,6 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
         name="score_statistics")
     self.built = True
 
-  # --- Keras ----------------------------------------------------------------
-
   def call(self, inputs, training=None):
     """`log_prob` (nats, `[N]`) of `x` or `(x, labels)`; with a dequantizer,
     `x` holds integer levels and this is the dequantization bound."""
@@ -112,11 +86,8 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
                                               self.num_classes)
     if self.dequantizer is None:
       return self.log_prob(images, labels=labels, training=bool(training))
-    levels = validation.check_levels(
-        validation.check_images(images, self.image_shape, self.validate_inputs,
-                                allow_uint8=True), self.validate_inputs)
-    dequantizer = self.flow_layers(training).dequantizer
-    x, log_q = dequantizer(levels, training=bool(training))
+    x, log_q = self.flow_layers(training).dequantizer.dequantize(
+        images, self.image_shape, self.validate_inputs, bool(training))
     return self.log_prob(x, labels=labels, training=bool(training)) - log_q
 
   def compile(self, optimizer="adam", **kwargs):
@@ -141,55 +112,32 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
 
   def fit(self, x=None, *args, callbacks=None, score_statistics=True,
           **kwargs):
-    """`keras.Model.fit`; with `ema_decay`, the averages are updated after
-    every step; with `actnorm`, uninitialised actnorms are first initialised
-    from the first batch of `x` (`initialize_actnorm`).
-
-    At the end, with `score_statistics` (the default), the typicality
-    reference of `score` is computed on `x` with the final weights
-    (`compute_score_statistics`: one inference pass over one epoch of `x`,
-    `steps_per_epoch` batches if given). When `x` cannot be read again (a
-    generator) or the model's densities are not finite, a warning says so
-    and the reference stays unset.
-    """
-    if self.actnorm_init_pending():
-      self.initialize_actnorm(actnorm_init.first_batch(
-          x, kwargs.get("batch_size")))
-    callbacks = list(callbacks or [])
-    if self.ema_decay is not None:
-      callbacks.append(ema_lib.EMAUpdate())
+    """`keras.Model.fit`, first initialising pending actnorms from the first
+    batch (`actnorm_init.before_fit`), with the weight averages updated after
+    every step (`ema.callbacks`), and at the end, with `score_statistics`,
+    the typicality reference computed on `x` (`scores.after_fit`)."""
+    actnorm_init.before_fit(self, x, kwargs.get("batch_size"))
+    callbacks = list(callbacks or []) + ema_lib.callbacks(self)
     history = super().fit(x, *args, callbacks=callbacks, **kwargs)
     if score_statistics:
-      try:
-        self.compute_score_statistics(x, batch_size=kwargs.get("batch_size"),
-                                      steps=kwargs.get("steps_per_epoch"))
-      except ValueError as e:
-        warnings.warn(f"fit: the typicality reference of score() was not "
-                      f"computed ({e}); call "
-                      f"model.compute_score_statistics(training_data)",
-                      stacklevel=2)
+      scores_lib.after_fit(self, x, kwargs.get("batch_size"),
+                       kwargs.get("steps_per_epoch"))
     return history
 
   def count_params(self):
-    """Parameters of the density model (the EMA copy is not counted)."""
-    left_out = {id(v) for v in self.score_statistics.weights}
-    if self._averages is not None:
-      left_out |= {id(v) for v in self._averages.averaged_variables()}
+    """Parameters of the density model (not EMA copy, score statistics)."""
+    left_out = {id(v) for v in self.score_statistics.weights + (
+        self._averages.averaged_variables() if self._averages else [])}
     return int(sum(np.prod(v.shape) for v in self.weights
                    if id(v) not in left_out))
 
   @classmethod
   def from_config(cls, config):
-    """A model from `get_config()`; a config saved before `checkerboard`
-    existed describes masked checkerboard couplings."""
-    config = dict(config)
-    config.setdefault("checkerboard", "masked")
-    return cls(**config)
+    """A model from `get_config()` (`options.from_config`)."""
+    return cls(**options_lib.from_config(config))
 
   def get_config(self):
     return options_lib.config_of(self)
-
-  # --- the density ----------------------------------------------------------
 
   def flow_layers(self, training=False):
     """The `flow_layers.FlowLayers` a pass uses: the raw weights in
@@ -197,10 +145,9 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     return flow_layers.of(self, ema=self._use_ema and not training)
 
   def flow(self, training=False):
-    """The whole flow as one TFP bijector (`MultiScaleRealNVP` after the
-    logit preprocessing), `forward`: images `[..., H, W, C]` -> `[..., D]`.
-    Layers run in training mode (batch statistics, moving-average updates)
-    when `training` is True."""
+    """The whole flow as one TFP bijector (logit, then `MultiScaleRealNVP`),
+    `forward`: images `[..., H, W, C]` -> `[..., D]`; `training`: the layers'
+    Keras mode (batch statistics, moving-average updates)."""
     layers = self.flow_layers(training)
     return real_nvp_flow.MultiScaleRealNVP(
         self.image_shape, self.num_scales, layers.networks,
@@ -272,10 +219,8 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     clipped to `[0, 256)` (`clip_pixels`).
     """
     validation.check_positive_int("num_samples", num_samples)
-    temperature = validation.check_temperature(temperature)
-    if temperature.shape.rank:  # one temperature per sample
-      temperature = validation.check_rows(temperature, num_samples,
-                                          "temperature")[:, None]
+    temperature = validation.check_sample_temperature(temperature,
+                                                      num_samples)
     shape = [int(num_samples), self.event_size]
     eps = (tf.random.normal(shape) if seed is None else
            tf.random.stateless_normal(shape, seed=seed))
@@ -288,20 +233,12 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     return tf.clip_by_value(images, 0.0,
                             np.nextafter(256.0, 0.0, dtype=np.float32))
 
-  def _check_labels(self, labels, num=None):
-    if not self.num_classes:
-      if labels is not None:
-        raise ValueError("labels were given to an unconditional model "
-                         "(num_classes=None)")
-      return None
-    return validation.check_labels(labels, self.num_classes, rows=num,
-                                   check_values=self.validate_inputs)
-
-  # --- one-line delegates ---------------------------------------------------
+  def _check_labels(self, labels, rows=None):
+    return validation.check_optional_labels(labels, self.num_classes, rows,
+                                            self.validate_inputs)
 
   def interpolate(self, images, steps=8, labels=None):
-    """Latent manifold of four images (paper eq. 19), `[steps, steps, H, W, C]`;
-    corners are the inputs. A conditional model takes one class `labels`."""
+    """Latent manifold of four images (eq. 19), `[steps, steps, H, W, C]`."""
     return interpolation.interpolate(self, images, steps, labels)
 
   def split_latent(self, latents):
@@ -323,14 +260,11 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
         self.importance_weighted_log_prob(inputs, num_samples, seed))
 
   def score(self, images, kind="bpd"):
-    """Out-of-distribution score of integer-level images, float32 `[N]`,
-    higher = more unusual: a key of `scores.SCORES` ('bpd', 'typicality',
-    'complexity'); see `tfp_realnvp.scores`."""
+    """Out-of-distribution score `kind` (`scores.SCORES`), float32 `[N]`."""
     return scores_lib.score(self, images, kind)
 
   def check_score_statistics(self):
-    """A `ValueError` unless the typicality reference belongs to the
-    current weights (`scores.check_reference`)."""
+    """A `ValueError` unless the reference is current (`scores`)."""
     scores_lib.check_reference(self)
 
   def compute_score_statistics(self, data, batch_size=None, steps=None):
@@ -342,8 +276,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     return actnorm_init.pending(self)
 
   def initialize_actnorm(self, inputs):
-    """Glow's data-dependent actnorm initialisation from one batch of what
-    `call` takes (`actnorm_init.initialize`)."""
+    """Glow's data-dependent init from one batch (`actnorm_init`)."""
     actnorm_init.initialize(self, inputs)
 
   def update_ema(self, decay):

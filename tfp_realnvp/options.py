@@ -43,7 +43,8 @@ ARGS_DOC = """
     num_filters: an int (finest scale's width, doubled per scale) or one
       width per scale, finest first, e.g. `(16, 32, 56)`. Prefer multiples
       of 8 (oneDNN's and cuDNN's blocked layouts).
-    coupling: 'affine' (Real NVP) or 'additive' (NICE, s ≡ 0).
+    coupling: a key of `bijectors.coupling.COUPLINGS`: 'affine' (Real NVP)
+      or 'additive' (NICE, s ≡ 0).
     use_batch_norm: batch norm in the s/t networks and a `FlowBatchNorm`
       bijector after every coupling (§3.7).
     num_classes: `None`, or the classes of a class-conditional model.
@@ -93,7 +94,13 @@ ARGS_DOC = """
       every coupling (`bijectors.permutation`).
     made_hidden_units: hidden widths of the MADE of `prior='made'`.
 
-"""
+
+  Priors (`prior=`): 'gaussian' (the default: 'standard_normal', or
+  'class_conditional' with `num_classes`), 'split' (Glow's learned split
+  prior) or 'made' (an autoregressive prior on the coarsest latent); see
+  `tfp_realnvp.prior`. `encode` returns the standard-normal latent of the
+  whole model for every prior, so `decode(ε)`, `ε ~ N(0, I)`, is a sample.
+  """
 COUPLING_TYPES = tuple(coupling.COUPLINGS)
 PERMUTATIONS = permutation_lib.PERMUTATIONS
 
@@ -127,7 +134,7 @@ def _check_structure(o):
                                   fit=False)
   validation.check_positive_int("num_res_blocks", o["num_res_blocks"],
                                 allow_zero=True)
-  validation.check_choice("coupling", o["coupling"], COUPLING_TYPES)
+  validation.check_choice("coupling", o["coupling"], coupling.COUPLINGS)
   num_classes = o["num_classes"]
   if num_classes is not None:
     validation.check_positive_int("num_classes", num_classes)
@@ -217,6 +224,14 @@ def resolve(image_shape, **given):
       actnorm=bool(o["actnorm"]), permutation=o["permutation"],
       made_hidden_units=made_hidden_units,
       event_size=int(np.prod(image_shape)))
+
+
+def from_config(config):
+  """The constructor arguments of a `get_config()`; a config saved before
+  `checkerboard` existed describes masked checkerboard couplings."""
+  config = dict(config)
+  config.setdefault("checkerboard", "masked")
+  return config
 
 
 def config_of(model):

@@ -43,6 +43,7 @@ print(tfp_realnvp.scores.auroc(s_in, s_out))
 """
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -322,6 +323,20 @@ def output_names(with_reference):
   """The keys of `all_outputs`, in order, without computing anything."""
   return [name for cls in _in_output_order(with_reference)
           for name in (cls.outputs or (cls.output,))]
+
+
+def after_fit(model, x, batch_size=None, steps=None):
+  """What `RealNVP.fit` does last: `compute_statistics` on `x` (one epoch,
+  `steps` batches if given); when `x` cannot be read again (a generator) or
+  the densities are not finite, a warning says so and the reference stays
+  unset."""
+  try:
+    compute_statistics(model, x, batch_size=batch_size, steps=steps)
+  except ValueError as e:
+    warnings.warn(f"fit: the typicality reference of score() was not "
+                  f"computed ({e}); call "
+                  f"model.compute_score_statistics(training_data)",
+                  stacklevel=3)
 
 
 def image_batches(data, batch_size=None, steps=None):

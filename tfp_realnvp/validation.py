@@ -355,6 +355,27 @@ def checked_outside_xla(data, image_shape, num_classes, levels=False):
   return data
 
 
+def check_sample_temperature(temperature, num_samples):
+  """`check_temperature`; one per sample (`[num_samples]`) is returned as
+  `[num_samples, 1]`, to scale latents `[num_samples, D]`."""
+  temperature = check_temperature(temperature)
+  if temperature.shape.rank:
+    temperature = check_rows(temperature, num_samples, "temperature")[:, None]
+  return temperature
+
+
+def check_optional_labels(labels, num_classes, rows=None, check_values=True):
+  """`None` for an unconditional model (a `ValueError` if labels were given
+  anyway), else `check_labels`."""
+  if not num_classes:
+    if labels is not None:
+      raise ValueError("labels were given to an unconditional model "
+                       "(num_classes=None)")
+    return None
+  return check_labels(labels, num_classes, rows=rows,
+                      check_values=check_values)
+
+
 def check_one_class(labels, num_classes, check_values=True):
   """The single class (scalar int tensor) `interpolate` takes."""
   if not num_classes:

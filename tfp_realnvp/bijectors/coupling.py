@@ -88,9 +88,9 @@ class CouplingTransform:
   The conditioner (`networks.CouplingResNet`) returns `(log_scale, shift)`
   for the transformed part, `log_scale` only when `uses_log_scale` (its
   head then has twice the channels and a bounded `scale·tanh(raw)`). Calling
-  the transform with both (zero outside the changed part, `masks`) gives an
-  elementwise bijector with `forward`, `inverse` and both log-dets
-  (`event_ndims`). A new coupling transform is one subclass and one entry
+  the transform with both gives an elementwise bijector with `forward`,
+  `inverse` and both log-dets (`event_ndims`). The masks set both to zero
+  outside the changed part, so zero parameters must give the identity. A new coupling transform is one subclass and one entry
   in `COUPLINGS`; `RealNVP(coupling=...)` takes its key.
   """
 

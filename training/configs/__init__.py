@@ -268,7 +268,7 @@ def validate(config):
   Raises `ValueError` listing every invalid key (with its flag) before
   anything is loaded or trained.
   """
-  from tfp_realnvp import model as model_lib  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp import options as options_lib  # pylint: disable=import-outside-toplevel
   from tfp_realnvp import dequantization  # pylint: disable=import-outside-toplevel
   from tfp_realnvp.bijectors import masks  # pylint: disable=import-outside-toplevel
   c = config
@@ -281,13 +281,13 @@ def validate(config):
       "num_scales": _integer(c["num_scales"], 1),
       "num_res_blocks": _integer(c["num_res_blocks"], 0),
       "num_filters": _check_num_filters(c["num_filters"], c["num_scales"]),
-      "coupling": _one_of(c["coupling"], model_lib.COUPLING_TYPES),
+      "coupling": _one_of(c["coupling"], options_lib.COUPLING_TYPES),
       "checkerboard": _one_of(c["checkerboard"], tuple(masks.CHECKERBOARDS)),
       "dequantizer": _one_of(c["dequantizer"], ("none",) + tuple(
           dequantization.DEQUANTIZERS)),
       "prior": _one_of(c["prior"], PRIORS),
       "made_hidden_units": _check_ints(c["made_hidden_units"]),
-      "permutation": _one_of(c["permutation"], model_lib.PERMUTATIONS),
+      "permutation": _one_of(c["permutation"], options_lib.PERMUTATIONS),
       "alpha": _number(c["alpha"], 0, 0.5, low_open=True, high_open=True),
       "bn_momentum": _number(c["bn_momentum"], 0, 1, high_open=True),
       "log_scale_init": _number(c["log_scale_init"], 0, low_open=True),
@@ -317,7 +317,8 @@ def validate(config):
       "temperatures": _check_temperatures(c["temperatures"]),
       "interpolation_steps": _integer(c["interpolation_steps"], 1),
       "mixed_precision": _one_of(
-          c["mixed_precision"], ("none",) + model_lib.MIXED_PRECISION_POLICIES),
+          c["mixed_precision"],
+          ("none",) + options_lib.MIXED_PRECISION_POLICIES),
       "jit_compile": _check_jit_compile(c["jit_compile"]),
       "export_dir": (None if isinstance(c["export_dir"], str) and
                      c["export_dir"] else
