@@ -3,7 +3,6 @@
 instant and whose damaged state is reported instead of crashing every
 rerun."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -11,16 +10,9 @@ import shutil
 import keras
 
 from tfp_realnvp import atomic
+from tfp_realnvp import digests
 from training import console
 from training import rundir
-
-
-def sha256_file(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def _epochs_text(restored, lost):
@@ -74,7 +66,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
           shutil.copyfile(src, tmp)
     with atomic.atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
       self.model.save_weights(tmp, overwrite=True)
-      digest = sha256_file(tmp)
+      digest = digests.sha256_file(tmp)
     rundir.write_json({"epoch": self._current_epoch,
                        "batch": self._last_batch_seen,
                        "weights_sha256": digest}, self._training_metadata_path)
@@ -102,7 +94,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
       raise DamagedBackupError(f"{metadata_path} holds no epoch number "
                                f"(got {metadata!r})")
     expected = metadata.get("weights_sha256")
-    if expected is not None and sha256_file(weights_path) != expected:
+    if expected is not None and digests.sha256_file(weights_path) != expected:
       raise DamagedBackupError(
           f"{weights_path} is not the file {metadata_path} was written for "
           f"(its SHA-256 differs: damaged, or the process died between "

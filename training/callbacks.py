@@ -18,7 +18,6 @@ from training import strategy as strategy_lib
 # Moved to training/backup.py; still importable here.
 ResumableBackup = backup.ResumableBackup
 DamagedBackupError = backup.DamagedBackupError
-sha256_file = backup.sha256_file
 
 
 class NonFiniteLossError(RuntimeError):

@@ -24,8 +24,8 @@ import keras
 
 from tfp_realnvp import _pretrained
 from tfp_realnvp import atomic
+from tfp_realnvp import digests
 from training import builders
-from training import callbacks as callbacks_lib
 from training import checkpoints
 from training import evaluate as evaluate_cli
 
@@ -71,7 +71,7 @@ def publish(run_dir, name, command, machine, data_dir=None, replace=False,
     metrics = json.load(f)
   entry = {
       "file": f"{name}.keras",
-      "sha256": callbacks_lib.sha256_file(target),
+      "sha256": digests.sha256_file(target),
       "config": config.get("config_name"),
       "dataset": config["dataset"],
       "seed": int(config.get("seed", 0)),

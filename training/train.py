@@ -43,15 +43,15 @@ command does nothing.
 
 import argparse
 import dataclasses
-import hashlib
 import os
 import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
+from tfp_realnvp import digests
+from training import backup as backup_lib
 from training import builders
 from training import callbacks as callbacks_lib
 from training import configs
@@ -70,11 +70,9 @@ ExportError = results.ExportError
 
 
 def weights_sha256(model):
-  """SHA-256 of all weights' float32 bytes (replicas must agree bit-wise)."""
-  digest = hashlib.sha256()
-  for w in model.get_weights():
-    digest.update(np.ascontiguousarray(w, np.float32).tobytes())
-  return digest.hexdigest()
+  """`digests.weights_sha256` of all the model's weights (the replicas of a
+  run must agree bit-wise)."""
+  return digests.weights_sha256(model.weights)
 
 
 def run(config, output_dir=None, data_dir=None, manual_dir=None,
@@ -210,7 +208,7 @@ def _build_and_restore(r):
                   jit_compile=builders.jit_compile_setting(
                       config["jit_compile"]))
     # Every process keeps its own backup (restores itself after a restart).
-    backup = callbacks_lib.ResumableBackup(rundir.backup_dir(r.own_dir))
+    backup = backup_lib.ResumableBackup(rundir.backup_dir(r.own_dir))
     restored = backup.restore(model)
   if r.chief:
     rundir.write_config(r.run_dir, config, int(model.count_params()),
