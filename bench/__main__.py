@@ -8,6 +8,7 @@ NVP and TFP's `tfb.Glow`, at matched parameter count, interleaved.
     python -m bench --impls ours,nf_glow --checkerboard squeezed
     python -m bench --jit false,true                 # + XLA (ours, tfp_glow)
     python -m bench --mixed_precision none,mixed_bfloat16   # + ours in bf16
+    python -m bench --isa native,avx2                # + each under an AVX2 cap
     python -m bench --scaling                        # step time vs side, batch
     python -m bench --finiteness --presets small,medium   # sample counts only
     python -m bench.quality --minutes 10             # bits/dim per wall time
@@ -47,6 +48,21 @@ loader) for N = 1 and 64 (TF contestants), and (ours) the tf.data input
 pipeline's images/s. `--scaling` times the training step for image sides
 16/32/64 and batches 16..256.
 
+ISA settings (`--isa native,avx2`, `bench.isa`): each setting is the
+environment of the child processes (`native`: none of the variables;
+`avx2`: `ONEDNN_MAX_CPU_ISA=AVX2`, `ATEN_CPU_CAPABILITY=avx2`,
+`MKL_ENABLE_INSTRUCTIONS=AVX2`, for ours and the torch peers alike; other
+oneDNN names such as `avx512_core` likewise). Each pass runs every
+(contestant, setting) once, a contestant's settings back to back; every
+JSON row records its `isa` (and `isa_variables`, what the child saw); the
+tables get a column group per setting, and ratios to a peer are taken
+within one setting only (plus each setting / the first, same contestant).
+The run header gives the CPU's model and ISA flags, the versions, the date
+and, per setting, the float32 matmul GFLOP/s of TF and of torch measured in
+child processes under it, with the ratio to native and a WARNING line when
+a cap did not lower a rate (or did not change the library's dispatch).
+FLOPs, serving latency and tf.data are measured under the first setting.
+
 Sample counts (`bench.measure.sample_counts`) are taken in pixel space
 before any clipping, the same way for all: ours from `RealNVP.sample(...,
 clip=False)`, the Glow-style peers' samples y (they model x/256 − 0.5)
@@ -70,7 +86,7 @@ import json
 import os
 import sys
 
-from bench import machine, measure, report, runner
+from bench import isa, machine, measure, report, runner
 from bench.common import IMPLS
 
 # The parts: bench.common (constants), bench.runner (the child processes
@@ -116,6 +132,12 @@ def _parser():
   p.add_argument("--flops", action="store_true",
                  help="--finiteness: also count FLOPs per image of "
                       "log_prob, sample and the training step")
+  p.add_argument("--isa", default="native",
+                 help="comma list of ISA settings of the child processes: "
+                      "native, avx2, or another oneDNN ISA name such as "
+                      "avx512_core (bench.isa)")
+  p.add_argument("--matmul_n", type=int, default=4096,
+                 help="matrix size of the header's per-ISA matmul check")
   p.add_argument("--one", help=argparse.SUPPRESS)  # runner.run's child
   return p
 
@@ -124,22 +146,33 @@ def main(argv=None):
   p = _parser()
   args = p.parse_args(argv)
   if args.one:
-    print(json.dumps(measure.run_one(json.loads(args.one))), flush=True)
+    spec = json.loads(args.one)
+    row = isa.measure(spec) if "isa_check" in spec else measure.run_one(spec)
+    print(json.dumps(row), flush=True)
     return 0
   impls = args.impls.split(",")
   unknown = sorted(set(impls) - set(IMPLS))
   if unknown:
     p.error(f"--impls: unknown {unknown}; expected some of {list(IMPLS)}")
+  try:
+    settings = runner.isas(args)
+  except ValueError as e:
+    p.error(f"--isa: {e}")
+  if settings != [isa.NATIVE] and (args.scaling or args.finiteness):
+    p.error("--isa: --scaling and --finiteness run native only")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   # Counts need no compute peak.
   described = machine.describe(peaks=not args.finiteness)
   print(json.dumps({"machine": described}), flush=True)
+  checks = (None if args.finiteness else
+            isa.check(settings, args.matmul_n))
+  print("\n".join(isa.header_lines(described, checks)) + "\n", flush=True)
   if args.scaling:
     report.scaling_table(runner.scaling(args, impls))
   elif args.finiteness:
     report.finiteness_table(runner.finiteness(args, impls))
   else:
-    report.table(runner.interleaved(args, impls), described)
+    report.table(runner.interleaved(args, impls), described, checks)
   return 0
 
 

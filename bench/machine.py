@@ -4,7 +4,7 @@ the machine line every bench table starts from."""
 import os
 import time
 
-from bench import cpu_model
+from bench import cpu_model, isa
 
 
 def timed(fn, repeats, steps):
@@ -44,13 +44,16 @@ def matmul_gflops(n=4096, repeats=5, dtype="float32"):
 
 
 def describe(peaks=True):
-  """CPU, cores, TF/TFP versions, date, thread pools and (`peaks`) the
-  float32 and bfloat16 matmul peaks."""
+  """CPU, its ISA flags (`bench.isa.FLAGS`), cores, the libraries'
+  versions, date, thread pools and (`peaks`) the float32 and bfloat16
+  matmul peaks of this process."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
   machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
+             "cpu_flags": isa.flag_summary(isa.cpu_flags()),
              "tensorflow": tf.__version__,
              "tensorflow_probability": tfp.__version__,
+             "versions": isa.versions(),
              "date": time.strftime("%Y-%m-%d"),
              "intra_op_threads":
                  tf.config.threading.get_intra_op_parallelism_threads(),

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from bench import SHARED_TFDS
-from bench import models
+from bench import isa, models
 from bench.common import BATCH, WORKLOADS
 from bench.contestants import build
 from bench.machine import peak_rss_mb, timed
@@ -29,6 +29,7 @@ def run_one(spec):
   rng = np.random.default_rng(0)
   x = tf.constant(rng.uniform(0, 256, (batch,) + shape), tf.float32)
   out = dict(spec)
+  out["isa_variables"] = isa.in_force()  # what this child ran under
   built = build(spec, shape, x)
   out["parameters"] = int(built["params"])
   out["size"] = built["size"]

@@ -4,16 +4,20 @@ order, at what size, each in its own child process.
 `run(spec)` is the child-process protocol: `python -m bench --one SPEC`
 (JSON) prints the row of `bench.measure.run_one(SPEC)` as its last JSON
 line; a child that fails gives `dict(spec, error=[last stderr line])`.
-Every row is printed as a JSON line as it arrives. `interleaved` is the
-full bench's pass loop (sizes pinned after the first pass), `finiteness`
-and `scaling` the loops of `--finiteness` and `--scaling`; each returns its
-rows for `bench.report`.
+Every row is printed as a JSON line as it arrives. A spec's `isa` (default
+native) is the child's environment (`bench.isa.environment`). `interleaved`
+is the full bench's pass loop (sizes pinned after the first pass; with
+`--isa`, every contestant once per ISA setting in each pass, the settings
+of one contestant back to back), `finiteness` and `scaling` the loops of
+`--finiteness` and `--scaling` (native only); each returns its rows for
+`bench.report`.
 """
 
 import json
 import subprocess
 import sys
 
+from bench import isa as isa_lib
 from bench.common import BATCH, WORKLOADS
 
 SCALING_SIDES = (16, 32, 64)
@@ -22,9 +26,11 @@ SCALING_BATCHES = (16, 32, 64, 128, 256)
 
 def run(spec):
   """The row of `spec` measured in a child process (module docstring)."""
+  spec = dict({"isa": isa_lib.NATIVE}, **spec)
   proc = subprocess.run(
       [sys.executable, "-m", "bench", "--one", json.dumps(spec)],
-      capture_output=True, text=True, check=False)
+      capture_output=True, text=True, check=False,
+      env=isa_lib.environment(spec["isa"]))
   lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
   if proc.returncode or not lines:
     row = dict(spec, error=proc.stderr.strip().splitlines()[-1:])
@@ -65,9 +71,16 @@ def _reference(impls):
   raise ValueError(f"no known impl in {impls}")
 
 
+def isas(args):
+  """The ISA settings of `args` (`--isa`, default native)."""
+  return isa_lib.parse(getattr(args, "isa", None) or isa_lib.NATIVE)
+
+
 def _schedule(args, variants):
-  """(pass, workload, preset, impl, extra) in run order: every contestant
-  once per pass; the paper preset is cifar and ours only."""
+  """(pass, workload, preset, impl, extra, isa) in run order: every
+  (contestant, ISA setting) once per pass, a contestant's settings back to
+  back; the paper preset is cifar and ours only."""
+  settings = isas(args)
   for n in range(args.passes):
     for workload in args.workloads.split(","):
       for preset in args.presets.split(","):
@@ -76,28 +89,32 @@ def _schedule(args, variants):
         for impl, extra in variants:
           if preset == "paper" and impl != "ours":
             continue
-          yield n, workload, preset, impl, extra
+          for isa in settings:
+            yield n, workload, preset, impl, extra, isa
 
 
 def interleaved(args, impls):
   """The full bench's rows: `--passes` interleaved passes, the reference
   first in each, every other contestant sized to the reference's parameter
-  count and ours pinned to its first-pass layout."""
+  count and ours pinned to its first-pass layout (the same model under
+  every ISA setting)."""
   variants = _variants(args, impls)
   reference = _reference(impls)
   # The reference first, so every other contestant matches its size.
   variants.sort(key=lambda v: v[0] != reference)
   rows, pinned = [], {}
   first_jit = args.jit.split(",")[0] == "true"
-  for n, workload, preset, impl, extra in _schedule(args, variants):
+  first_isa = isas(args)[0]
+  for n, workload, preset, impl, extra, isa in _schedule(args, variants):
     key = (workload, preset, impl, extra.get("checkerboard"),
            extra.get("mixed_precision"))
     spec = dict({"workload": workload, "preset": preset, "impl": impl,
                  "repeats": args.repeats, "steps": args.steps,
-                 "pass": n}, **extra)
+                 "pass": n, "isa": isa}, **extra)
     # FLOPs, serving latency, data: once per model (first pass,
-    # float32, first jit setting).
+    # float32, first jit setting, first ISA setting).
     spec["extras"] = (n == 0 and extra["jit"] == first_jit and
+                      isa == first_isa and
                       "mixed_precision" not in extra and
                       preset != "paper")
     if preset == "paper":

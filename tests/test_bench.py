@@ -6,6 +6,7 @@ that its summary is the median of same-pass ratios.
 """
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -162,3 +163,198 @@ def test_quality_config_contestant_reports_its_run(tmp_path):
   assert 0 < row["test_iw_bits_per_dim"] and 0 < row["test_bits_per_dim"]
   assert 0 < row["train_seconds"] < 300
   assert (tmp_path / "kept" / "checkpoints" / "best.keras").exists()
+
+
+# --isa (issue 28): the child's environment per ISA setting, the pass
+# order, the per-ISA table and the run header. No child is timed here.
+
+
+def test_isa_environment_of_a_child():
+  from bench import isa  # pylint: disable=import-outside-toplevel
+  parent = {"PATH": "/bin", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+            "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
+  avx2 = isa.environment("avx2", parent)
+  assert avx2["ONEDNN_MAX_CPU_ISA"] == "AVX2"        # TF's and torch's oneDNN
+  assert avx2["ATEN_CPU_CAPABILITY"] == "avx2"       # PyTorch's own kernels
+  assert avx2["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"   # torch's oneMKL GEMM
+  assert avx2["PATH"] == "/bin"
+  native = isa.environment("native", parent)
+  assert native == {"PATH": "/bin"}  # none set, the parent's removed
+  assert isa.settings("native") == {}
+  assert isa.settings("avx512_core") == {
+      "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "ATEN_CPU_CAPABILITY": "avx512",
+      "MKL_ENABLE_INSTRUCTIONS": "AVX512"}
+  assert isa.parse("native, AVX2,avx2") == ["native", "avx2"]
+  with pytest.raises(ValueError, match="unknown ISA setting 'avx3'.*avx2"):
+    isa.parse("native,avx3")
+
+
+def test_runner_starts_each_child_under_its_isa(monkeypatch):
+  from bench import isa  # pylint: disable=import-outside-toplevel
+  seen = []
+
+  class Done:  # pylint: disable=too-few-public-methods
+    returncode, stderr = 0, ""
+
+    def __init__(self, spec):
+      self.stdout = "noise\n" + json.dumps(dict(spec, parameters=1))
+
+  def fake_run(argv, env=None, **_):
+    seen.append(env)
+    return Done(json.loads(argv[-1]))
+  monkeypatch.setattr(runner.subprocess, "run", fake_run)
+  monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+  row = runner.run({"impl": "nf_glow", "isa": "avx2"})
+  assert row["isa"] == "avx2"
+  assert {k: seen[0][k] for k in isa.VARIABLES} == isa.settings("avx2")
+  row = runner.run({"impl": "ours"})  # no isa: native, recorded as such
+  assert row["isa"] == "native"
+  assert not set(isa.VARIABLES) & set(seen[1])
+
+
+class _Args:  # pylint: disable=too-few-public-methods
+  passes, repeats, steps = 2, 1, 1
+  workloads, presets = "mnist", "small"
+  jit, checkerboard, mixed_precision = "false", "squeezed", "none"
+  isa = "native,avx2"
+
+
+def test_interleaved_runs_every_contestant_under_every_isa(monkeypatch):
+  specs = []
+
+  def fake_run(spec):
+    specs.append(spec)
+    row = dict(spec, parameters=1000 if spec["impl"] == "nf_glow" else 990)
+    if spec["impl"] == "ours":
+      row.update(size=[8, 16, 64], scales=3)
+    return row
+  monkeypatch.setattr(runner, "run", fake_run)
+  rows = runner.interleaved(_Args, ["ours", "nf_glow"])
+  order = [(s["pass"], s["impl"], s["isa"]) for s in specs]
+  assert order == [(n, impl, isa) for n in (0, 1)
+                   for impl in ("nf_glow", "ours")   # the reference first
+                   for isa in ("native", "avx2")]
+  assert [r["isa"] for r in rows] == [s["isa"] for s in specs]
+  # Extras (FLOPs, serving, tf.data) once per model: pass 0, first ISA.
+  assert [s["extras"] for s in specs] == [True, False] * 2 + [False] * 4
+  # The same model under every ISA: ours sized to the reference and pinned
+  # from its first row.
+  ours = [s for s in specs if s["impl"] == "ours"]
+  assert all(s["target"] == 1000 for s in ours)
+  assert "size" not in ours[0]
+  assert all(s["size"] == [8, 16, 64] for s in ours[1:])
+
+
+def _isa_row(impl, n, train, isa, checkerboard=None):
+  return dict(_row(impl, n, train, checkerboard), isa=isa)
+
+
+def test_table_has_a_column_group_per_isa_and_ratios_within_one(capsys):
+  # native: ours 2× nf_glow every pass; avx2: ours 3× (its own nf_glow is
+  # slower). A ratio across settings (ours avx2 / nf_glow native) would
+  # read 1.5×.
+  rows = []
+  for n in range(3):
+    rows += [_isa_row("nf_glow", n, 100.0, "native"),
+             _isa_row("nf_glow", n, 50.0, "avx2"),
+             _isa_row("ours", n, 200.0, "native", "squeezed"),
+             _isa_row("ours", n, 150.0, "avx2", "squeezed")]
+  machine = {"cpu": "test", "cores": 2, "tensorflow": "x", "date": "d",
+             "matmul_gflops": 100.0, "matmul_gflops_bfloat16": 100.0}
+  report.table(rows, machine)
+  out = capsys.readouterr().out
+  head = next(l for l in out.splitlines() if l.startswith(
+      "| workload | preset | impl | params | native"))
+  cells = [c.strip() for c in head.split("|")][5:-1]
+  assert cells == [
+      "native: train / log_prob / sample img/s",
+      "native: vs nf_glow train / log_prob / sample",
+      "avx2: train / log_prob / sample img/s",
+      "avx2: vs nf_glow train / log_prob / sample",
+      "avx2 / native (same impl) train / log_prob / sample"]
+  line = next(l for l in out.splitlines()
+              if l.startswith("| mnist | small | ours squeezed | 1,000"))
+  cells = [c.strip() for c in line.split("|")][5:-1]
+  assert cells[0] == "200 / 400 / 600" and cells[2] == "150 / 300 / 450"
+  assert cells[1].count("**2.00×** (2.00, 2.00, 2.00)") == 3
+  assert cells[3].count("**3.00×** (3.00, 3.00, 3.00)") == 3
+  assert "1.50" not in cells[1] + cells[3]
+  assert cells[4].count("**0.75×**") == 3  # ours avx2 / ours native
+  # The per-pass table names each row's setting.
+  assert "| mnist | small | nf_glow | avx2 | False | 0 | 1,000 | 50 |" in out
+
+
+def test_table_without_isa_keeps_its_columns(capsys):
+  rows = [_row("ours", 0, 200.0, "squeezed"), _row("nf_glow", 0, 100.0)]
+  machine = {"cpu": "test", "cores": 2, "tensorflow": "x", "date": "d",
+             "matmul_gflops": 100.0, "matmul_gflops_bfloat16": 100.0}
+  report.table(rows, machine)
+  out = capsys.readouterr().out
+  assert "isa" not in out
+  assert ("| workload | preset | impl | params | train img/s | log_prob "
+          "img/s | sample img/s | vs nf_glow train / log_prob / sample |"
+          in out)
+
+
+def _check(tf_rate, torch_rate, tf_isa, mkl_isa, aten, variables=None):
+  return {"variables": variables or {}, "matmul_n": 4096,
+          "tf": {"matmul_gflops": tf_rate, "dispatch": tf_isa},
+          "torch": {"matmul_gflops": torch_rate, "dispatch": mkl_isa,
+                    "aten_capability": aten}}
+
+
+def test_run_header_lists_cpu_flags_versions_and_isa_checks(tmp_path):
+  from bench import isa  # pylint: disable=import-outside-toplevel
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nmodel name\t: Test Xeon\nflags\t\t: "
+                     "fpu sse2 avx2 fma avx512f avx512_vnni amx_tile "
+                     "amx_int8\n")
+  machine = {"cpu": "Test Xeon", "cores": 2, "date": "2026-12-07",
+             "cpu_flags": isa.flag_summary(isa.cpu_flags(str(cpuinfo))),
+             "versions": {"tensorflow": "2.21.0", "torch": "2.13.0+cpu",
+                          "normflows": "1.7.3", "keras": "3.15.1",
+                          "tensorflow_probability": "0.25.0"}}
+  checks = {"native": _check(400.0, 390.0, "Intel AVX-512", "AVX-512",
+                             "AVX512"),
+            "avx2": _check(210.0, 200.0, "Intel AVX2", "AVX2", "AVX2")}
+  lines = isa.header_lines(machine, checks)
+  text = "\n".join(lines)
+  assert lines[0] == ("CPU: Test Xeon, 2 cores; flags: avx2 yes, avx512f "
+                      "yes, avx512_vnni yes, avx512_bf16 no, avx512_fp16 "
+                      "no, amx yes")
+  for part in ("TensorFlow 2.21.0", "TFP 0.25.0", "Keras 3.15.1",
+               "torch 2.13.0+cpu", "normflows 1.7.3", "2026-12-07"):
+    assert part in lines[1]
+  assert ("| avx2 | ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 "
+          "MKL_ENABLE_INSTRUCTIONS=AVX2 | 210 (0.53×) | Intel AVX2 | "
+          "200 (0.51×) | AVX2 | AVX2 |") in text
+  assert "| native | (none) | 400 | Intel AVX-512 | 390 |" in text
+  assert "WARNING" not in text
+  # A cap that changes nothing is called out.
+  checks["avx2"] = _check(395.0, 200.0, "Intel AVX-512", "AVX2", "AVX2")
+  found = isa.warnings(checks)
+  assert len(found) == 2 and all(w.startswith("WARNING") for w in found)
+  assert "did NOT lower TensorFlow's" in found[0] and "0.99×" in found[0]
+  assert "'Intel AVX-512', as native does" in found[1]
+  assert found[0] in isa.header_lines(machine, checks)
+
+
+def test_isa_dispatch_read_from_verbose_output():
+  from bench import isa  # pylint: disable=import-outside-toplevel
+  onednn = ("onednn_verbose,v1,info,oneDNN v3.7.1\n"
+            "onednn_verbose,v1,info,cpu,isa:Intel AVX2\n{\"x\": 1}\n")
+  assert isa.dispatch(onednn) == "Intel AVX2"
+  mkl = ("MKL_VERBOSE oneMKL 2024.0 Update 2 Product build 20240605 for "
+         "Intel(R) 64 architecture Intel(R) Advanced Vector Extensions 2 "
+         "(Intel(R) AVX2) enabled processors, Lnx 2.30GHz lp64 gnu_thread\n")
+  assert isa.dispatch(mkl) == "AVX2"
+  assert isa.dispatch("{}") is None
+
+
+def test_bench_rejects_unknown_isa(capsys):
+  from bench import __main__ as bench_main  # pylint: disable=import-outside-toplevel
+  with pytest.raises(SystemExit):
+    bench_main.main(["--isa", "native,avx3"])
+  assert "unknown ISA setting 'avx3'" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    bench_main.main(["--isa", "avx2", "--finiteness"])
