@@ -14,10 +14,17 @@ In the LU form `P` (a permutation) and `sign` are fixed at initialisation
 (unit lower-triangular), `U` (strictly upper) and `log_s` are learned: the
 log-determinant costs O(C) instead of O(C³) and `W` stays invertible.
 
-`InvertibleConv1x1` builds TFP's `tfb.ScaleMatvecLU` from the current
-variables at every call (its `forward` is the matvec with `W`, its log-det
-`Σ log|diag U|`); the inverse solves with the LU factors, every pixel of the
-batch being one right-hand side (`tfp.math.lu_solve` on `[C, N·H·W]`).
+`InvertibleConv1x1` describes `W` as TFP's `tfb.ScaleMatvecLU` of the
+current variables (`matvec_lu`; its log-det `Σ log|diag U|` is the one
+used), but applies it as one `[N·H·W, C] × [C, C]` matmul (`W` from
+`tfp.math.lu_reconstruct`) and inverts with the matmul by `W⁻¹`
+(`tfp.math.lu_matrix_inverse`, a C×C inverse per call). Why: `ScaleMatvecLU`
+applies `W` as a per-pixel `matvec`, a batched `[N, H, W, C, C] × [C, 1]`
+product; measured on the 2-core VM (2026-12-07, `[64, 14, 14, 8]`,
+forward + gradient, traced, interleaved, 3 passes): 13.7 / 9.2 / 9.6 ms
+with the matvec, 1.2 / 1.8 / 0.7 ms with the matmul, the same forward values
+bit for bit. The inverse solved the LU factors per pixel
+(`tfp.math.lu_solve` on `[C, N·H·W]`) before.
 The variables live in `Conv1x1State`, a Keras 3 layer owned by the model.
 'reverse' is TFP's `tfb.Permute` (it holds no weights).
 """
@@ -27,7 +34,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_realnvp.bijectors import _util
 from tfp_realnvp.bijectors._one_pass import PerPixelBijector
 
 NONE = "none"
@@ -124,18 +130,20 @@ class InvertibleConv1x1(PerPixelBijector):
         tf.zeros([tf.shape(x)[-1]], x.dtype), event_ndims=1), x.dtype)
     return tf.broadcast_to(self.pixels(x) * per_pixel, tf.shape(x)[:-3])
 
+  @staticmethod
+  def _per_pixel(x, matrix):
+    """`matrix @ x[n, h, w, :]` at every pixel, as one matmul (float32)."""
+    channels = tf.shape(x)[-1]
+    flat = tf.reshape(tf.cast(x, tf.float32), [-1, channels])
+    return tf.cast(tf.reshape(tf.matmul(flat, matrix, transpose_b=True),
+                              tf.shape(x)), x.dtype)
+
   def _augmented_forward(self, x):
     matvec = self.matvec_lu()
-    y = tf.cast(matvec.forward(tf.cast(x, tf.float32)), x.dtype)
-    return y, self._ldj(x, matvec)
+    w = tfp.math.lu_reconstruct(matvec.lower_upper, matvec.permutation)
+    return self._per_pixel(x, w), self._ldj(x, matvec)
 
   def _augmented_inverse(self, y):
     matvec = self.matvec_lu()
-    flat, batch_shape = _util.flatten_batch(y)
-    channels = tf.shape(flat)[-1]
-    columns = tf.transpose(tf.reshape(tf.cast(flat, tf.float32),
-                                      [-1, channels]))  # [C, N·H·W]
-    solved = tfp.math.lu_solve(matvec.lower_upper, matvec.permutation,
-                               columns)
-    x = tf.cast(tf.reshape(tf.transpose(solved), tf.shape(flat)), y.dtype)
-    return _util.unflatten_batch(x, batch_shape), -self._ldj(y, matvec)
+    w_inv = tfp.math.lu_matrix_inverse(matvec.lower_upper, matvec.permutation)
+    return self._per_pixel(y, w_inv), -self._ldj(y, matvec)
