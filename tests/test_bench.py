@@ -358,3 +358,147 @@ def test_bench_rejects_unknown_isa(capsys):
   assert "unknown ISA setting 'avx3'" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     bench_main.main(["--isa", "avx2", "--finiteness"])
+
+
+# bench.profile --by op_type (issue 28): op names as TF's profiler reports
+# them for our train step and sampling (mnist_fast's Glow step), and the
+# category each belongs to.
+_FWD = ("StatefulPartitionedCall/real_nvp_5_1/RealNVP/log_prob/real_nvp_flow/"
+        "forward/scale_0/forward/")
+_GRAD = ("StatefulPartitionedCall/gradient_tape/real_nvp_1/RealNVP/log_prob/"
+         "real_nvp_flow/forward/scale_0/forward/")
+_INV = ("real_nvp_flow/inverse/scale_0/inverse/factor_out_s0/inverse/"
+        "jointmap_of_flatten_2_and_scale_1/inverse/scale_1/inverse/")
+
+
+@pytest.mark.parametrize("name,op_type,category", [
+    (_GRAD + "coupling_2_s0_checkerboard0/forward/st_net_2_1/in_conv_1/"
+     "Conv2DBackpropFilter", "_MklNativeConv2DBackpropFilterWithBias",
+     "convolutions"),
+    (_FWD + "coupling_0_s0_checkerboard0/forward/st_net_0_1/in_conv_1/"
+     "BiasAdd", "_MklNativeFusedConv2D", "convolutions"),
+    (_GRAD + "coupling_0_s0_checkerboard0/forward/st_net_0_1/out_conv_1/"
+     "Conv2DBackpropInput", "_MklNativeConv2DBackpropInput", "convolutions"),
+    (_INV + "coupling_10_s1_channel0/inverse/st_net_10_1/block0_conv1_1/"
+     "Conv2D", "_MklNativeConv2D", "convolutions"),
+    (_INV + "coupling_15_s2_checkerboard1/inverse/st_net_15_1/block0_conv1_1/"
+     "Square", "Square", "weight norm"),
+    (_GRAD + "coupling_0_s0_checkerboard0/forward/st_net_0_1/in_conv_1/"
+     "mul_grad/Mul", "Mul", "weight norm"),
+    (_GRAD + "coupling_0_s0_checkerboard0/forward/st_net_0_1/out_bn_1/"
+     "FusedBatchNormGradV3", "_MklNativeFusedBatchNormGradV3", "batch norm"),
+    (_FWD + "coupling_8_s1_checkerboard0/forward/st_net_8_1/block0_bn2_1/"
+     "FusedBatchNormV3", "_MklNativeFusedBatchNormEx", "batch norm"),
+    (_GRAD + "batch_norm_2_s0/forward/Reciprocal", "Reciprocal",
+     "batch norm"),
+    (_FWD + "coupling_3_s0_channel0/forward/Exp", "Exp",
+     "coupling arithmetic"),
+    (_FWD + "coupling_6_s1_checkerboard0/forward/st_net_6_1/mul", "Mul",
+     "coupling arithmetic"),  # s = scale·tanh(raw)
+    (_GRAD + "coupling_15_s2_checkerboard1/forward/st_net_15_1/ReluGrad_1",
+     "ReluGrad", "coupling arithmetic"),
+    (_FWD + "actnorm_1_s0/forward/mul_2", "Mul", "actnorm"),
+    (_GRAD + "conv1x1_1_s0/forward/ScaleMatvecLU/forward/MatVec/MatMul/"
+     "MatMul", "_MklBatchMatMulV2", "1×1 conv"),  # not "convolutions"
+    (_FWD + "factor_out_s0/forward/jointmap_of_flatten_2_and_scale_1/forward/"
+     "scale_1/forward/split_prior_s1/forward/split_net_1_1/conv_1/BiasAdd",
+     "_MklNativeFusedConv2D", "split prior + base density"),
+    ("StatefulPartitionedCall/real_nvp_1/RealNVP/log_prob/IndependentNormal/"
+     "log_prob/Normal/log_prob/SquaredDifference", "SquaredDifference",
+     "split prior + base density"),
+    ("StatefulPartitionedCall/real_nvp_5_1/RealNVP/log_prob/real_nvp_flow/"
+     "forward/logit_preprocess/forward/Log1p/unary_ops_composition",
+     "_UnaryOpsComposition", "logit preprocessing"),
+    ("StatefulPartitionedCall/adam/Sub_895/ReadVariableOp", "ReadVariableOp",
+     "Adam"),
+    ("StatefulPartitionedCall/adam/AssignSubVariableOp_61",
+     "AssignSubVariableOp", "Adam"),
+    ("StatefulPartitionedCall/AddN_214", "AddN", "other"),
+    (_GRAD + "squeeze_s0/forward/transpose/forward/transpose/transpose",
+     "_MklTranspose", "other"),
+])
+def test_op_type_classifier(name, op_type, category):
+  from bench import op_profile  # pylint: disable=import-outside-toplevel
+  assert op_profile.classify(name, op_type) == category
+  assert category in op_profile.CATEGORIES
+
+
+def test_op_profile_splits_the_clock_between_concurrent_ops(capsys):
+  from bench import op_profile  # pylint: disable=import-outside-toplevel
+  ms = 10 ** 9  # picoseconds
+  events = [("c/st_net_0/in_conv/Conv2D", "Conv2D", 0, 4 * ms),
+            ("adam/Mul", "Mul", 2 * ms, 4 * ms),  # overlaps 2 ms
+            ("AddN", "AddN", 8 * ms, 2 * ms)]
+  summary = op_profile.summarize(events, steps=2)
+  cats = summary["categories"]
+  assert cats["convolutions"] == (1.5, 2.0, 0.5)  # wall, summed, ops / step
+  assert cats["Adam"] == (1.5, 2.0, 0.5)
+  assert cats["other"] == (1.0, 1.0, 0.5)
+  assert summary["wall_ms"] == 4.0 and summary["op_ms"] == 5.0
+  op_profile.table("t", summary, step_ms=4.4, profiled_ms=5.0)
+  out = capsys.readouterr().out
+  assert "| convolutions | 1.50 | 37.5% | 2.00 | 0 |" in out
+  assert "unattributed (step without the profiler − categories): +0.40 ms" \
+      in out and "WARNING" not in out
+  op_profile.table("t", summary, step_ms=8.0, profiled_ms=9.0)
+  assert "WARNING: the categories do not add up" in capsys.readouterr().out
+
+
+def test_op_profile_reads_the_profilers_trace(tmp_path):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from bench import op_profile  # pylint: disable=import-outside-toplevel
+  kernel = tf.Variable(tf.random.normal([3, 3, 4, 8]))
+  slot = tf.Variable(tf.zeros([8]))
+
+  @tf.function
+  def step(x):
+    with tf.name_scope("coupling_0_s0_checkerboard0"):
+      with tf.name_scope("st_net_0"):
+        with tf.name_scope("in_conv"):
+          w = kernel * tf.math.rsqrt(tf.reduce_sum(tf.square(kernel)))
+          h = tf.nn.conv2d(x, w, 1, "SAME")
+        h = tf.nn.relu(h)
+      y = tf.exp(-h)
+    with tf.name_scope("adam"):
+      slot.assign_sub(0.1 * tf.reduce_mean(y, axis=[0, 1, 2]))
+    return y
+  x = tf.random.normal([8, 16, 16, 4])
+  step(x)
+  events, seconds = op_profile.profile(lambda: step(x), 3, str(tmp_path))
+  summary = op_profile.summarize(events, 3)
+  cats = summary["categories"]
+  assert cats["convolutions"][2] == 1  # one conv op per step
+  for category in ("weight norm", "coupling arithmetic", "Adam"):
+    assert cats[category][2] >= 1, (category, summary)
+  assert 0 < summary["wall_ms"] <= summary["op_ms"]
+  assert summary["wall_ms"] <= 1e3 * seconds
+
+
+def test_profile_by_op_type_runs_in_a_child_under_its_isa(monkeypatch):
+  from bench import isa, profile  # pylint: disable=import-outside-toplevel
+  calls = []
+
+  class Done:  # pylint: disable=too-few-public-methods
+    returncode = 0
+
+  def fake_run(argv, env=None, check=False):
+    calls.append((argv, env))
+    return Done()
+  monkeypatch.setattr(profile, "peer_target", lambda w, p: (478248, "stub"))
+  monkeypatch.setattr(profile.subprocess, "run", fake_run)
+  assert profile.main(["--by", "op_type", "--isa", "avx2", "--workload",
+                       "mnist", "--checkerboard", "masked",
+                       "--glow_step"]) == 0
+  argv, env = calls[0]
+  assert argv[1:3] == ["-m", "bench.profile"] and "--glow_step" in argv
+  assert argv[-3:] == ["--target", "478248", "--child"]
+  assert {k: env.get(k) for k in isa.VARIABLES} == isa.settings("avx2")
+  with pytest.raises(SystemExit):  # one setting per profile
+    profile.main(["--by", "op_type", "--isa", "native,avx2"])
+
+
+def test_profile_glow_step_is_mnist_fasts():
+  from bench import profile  # pylint: disable=import-outside-toplevel
+  from training import configs  # pylint: disable=import-outside-toplevel
+  config = configs.load("mnist_fast")
+  assert profile.GLOW_STEP == {k: config[k] for k in profile.GLOW_STEP}
