@@ -227,3 +227,71 @@ class TimeBudget(keras.callbacks.Callback):
     # is safe, and it catches an epoch shorter than `sync_every` steps.
     if strategy_lib.any_worker(self.model.distribute_strategy, self._over()):
       self._stop(epoch)
+
+
+class BudgetProgress(keras.callbacks.Callback):
+  """Feeds a time-keyed learning rate: before every training step, sets
+  `schedule.progress` (a `tfp_realnvp.schedules.BudgetSchedule`) to the
+  fraction of the budget elapsed, `min(1, seconds since fit began /
+  (60 · minutes))`, on the clock `TimeBudget` stops by (tracing counts: it
+  is the user's time), so the rate reaches its end value when the budget
+  runs out, whatever the machine's step rate.
+
+  The assignment happens in cross-replica context (callbacks run there),
+  which writes every local replica's copy of the mirrored variable. Under
+  several workers the clocks differ and every worker must use the same
+  rate, so the progress is the maximum over the workers (all-reduced every
+  `sync_every` steps and held in between: a staircase of `sync_every`
+  steps). Each `fit` (so a resumed run) starts its own budget, as
+  `TimeBudget` does.
+
+  After training, `progress` and `learning_rate` are the values the last
+  step used (`None` before any step) and `final_progress` the fraction of
+  the budget elapsed when `fit` ended (1 when the budget stopped it).
+  """
+
+  def __init__(self, schedule, minutes, sync_every=10):
+    super().__init__()
+    if not minutes > 0:
+      raise ValueError(f"minutes must be > 0, got {minutes!r}")
+    if sync_every < 1:
+      raise ValueError(f"sync_every must be >= 1, got {sync_every!r}")
+    self.schedule = schedule
+    self.seconds = 60.0 * minutes
+    self.sync_every = int(sync_every)
+    self.progress = None
+    self.final_progress = None
+    self._start = None
+    self._steps = 0
+
+  def on_train_begin(self, logs=None):
+    self._start = time.perf_counter()
+    self._steps = 0
+    self.progress = self.final_progress = None
+
+  def on_train_end(self, logs=None):
+    self.final_progress = self._elapsed_fraction()
+
+  def _elapsed_fraction(self):
+    return min(1.0, (time.perf_counter() - self._start) / self.seconds)
+
+  def on_train_batch_begin(self, batch, logs=None):
+    strategy = self.model.distribute_strategy
+    if strategy_lib.num_workers(strategy) == 1:
+      progress = self._elapsed_fraction()
+    elif self._steps % self.sync_every == 0:
+      progress = strategy_lib.max_over_workers(strategy,
+                                               self._elapsed_fraction())
+    else:
+      progress = self.progress
+    self._steps += 1
+    if progress != self.progress:
+      self.schedule.progress.assign(progress)
+      self.progress = progress
+
+  @property
+  def learning_rate(self):
+    """The rate of the last step (`None` before any)."""
+    if self.progress is None:
+      return None
+    return float(self.schedule.value_at(self.progress))

@@ -108,3 +108,14 @@ def any_worker(strategy, flag):
   per_replica = strategy.run(lambda: tf.identity(value))
   return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
                               axis=None).numpy() > 0)
+
+
+def max_over_workers(strategy, value):
+  """The largest of every worker's float `value` (a collective, like
+  `any_worker`)."""
+  if num_workers(strategy) == 1:
+    return float(value)
+  tensor = tf.constant(float(value), tf.float32)
+  per_replica = strategy.run(lambda: tf.identity(tensor))
+  return float(strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica,
+                               axis=None).numpy())
