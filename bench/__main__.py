@@ -147,7 +147,8 @@ def main(argv=None):
   args = p.parse_args(argv)
   if args.one:
     spec = json.loads(args.one)
-    row = isa.measure(spec) if "isa_check" in spec else measure.run_one(spec)
+    row = (measure.isa_check(spec) if "isa_check" in spec else
+           measure.run_one(spec))
     print(json.dumps(row), flush=True)
     return 0
   impls = args.impls.split(",")

@@ -19,8 +19,9 @@ at run time:
 
 TF's Eigen kernels (element-wise ops, reductions) are compiled for a fixed
 ISA and ignore every variable. `check(isas)` runs, per setting, one child
-with TF and one with torch (never both in one process), each timing a large
-float32 matmul and reporting the ISA its library dispatched to
+with TF and one with torch (never both in one process;
+`bench.measure.isa_check`), each timing a large float32 matmul and
+reporting the ISA its library dispatched to
 (`ONEDNN_VERBOSE=1` / `MKL_VERBOSE=1` in that child only, and ATen's
 `torch.backends.cpu.get_cpu_capability()`); `header_lines` prints them
 with the CPU's flags and the versions, and a WARNING line where a cap did
@@ -33,7 +34,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 NATIVE = "native"
 VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
@@ -146,29 +146,6 @@ def versions():
   return out
 
 
-def measure(spec):
-  """Child side of a check (`python -m bench --one '{"isa_check": ...}'`):
-  the float32 matmul rate of TF ("tf") or torch ("torch") here."""
-  n = int(spec.get("matmul_n", MATMUL_N))
-  out = {"isa_check": spec["isa_check"], "variables": in_force()}
-  if spec["isa_check"] == "tf":
-    from bench.machine import matmul_gflops  # pylint: disable=import-outside-toplevel
-    out["matmul_gflops"] = matmul_gflops(n)
-    return out
-  from bench.torch_peers import configure_torch  # pylint: disable=import-outside-toplevel
-  torch = configure_torch()
-  a, b = torch.randn(n, n), torch.randn(n, n)
-  torch.matmul(a, b)
-  best = float("inf")
-  for _ in range(5):
-    start = time.perf_counter()
-    torch.matmul(a, b)
-    best = min(best, time.perf_counter() - start)
-  out["matmul_gflops"] = 2 * n ** 3 / best / 1e9
-  out["aten_capability"] = torch.backends.cpu.get_cpu_capability()
-  return out
-
-
 def dispatch(stdout):
   """The ISA oneDNN or oneMKL reported in a child's verbose output."""
   for line in stdout.splitlines():
@@ -229,15 +206,19 @@ def warnings(checks):
         lines.append(f"WARNING: {isa}: no {name} matmul rate to compare "
                      f"({row[library].get('error') or 'native failed'})")
         continue
+      got, was = row[library].get("dispatch"), native[library].get("dispatch")
       if rate >= NOT_LOWERED * base:
+        why = (f"although its library reports dispatching to {got!r} "
+               f"(native: {was!r}): a noisy measurement, or kernels the cap "
+               "does not reach" if got and got != was else
+               "it may not be in force")
         lines.append(
             f"WARNING: the {isa} cap did NOT lower {name}'s float32 matmul "
             f"rate ({rate:.0f} vs native {base:.0f} GFLOP/s, "
-            f"{rate / base:.2f}×): it may not be in force")
-      same = row[library].get("dispatch")
-      if same and same == native[library].get("dispatch"):
+            f"{rate / base:.2f}×), {why}")
+      if got and got == was:
         lines.append(f"WARNING: under {isa} {name}'s library still "
-                     f"dispatches to {same!r}, as native does")
+                     f"dispatches to {got!r}, as native does")
   return lines
 
 
@@ -257,7 +238,7 @@ def header_lines(machine, checks=None):
   if not checks:
     return lines
   n = next(iter(checks.values()))["matmul_n"]
-  lines += ["", f"ISA settings, each checked in its own child processes "
+  lines += ["", f"ISA settings, each checked in child processes of its own "
             f"(float32 {n}×{n} matmul, best of 5; ratio to native):", "",
             "| isa | environment | TF GFLOP/s | oneDNN dispatch (TF) | torch "
             "GFLOP/s | oneMKL dispatch (torch) | ATen |",

@@ -15,7 +15,7 @@ from bench import SHARED_TFDS
 from bench import isa, models
 from bench.common import BATCH, WORKLOADS
 from bench.contestants import build
-from bench.machine import peak_rss_mb, timed
+from bench.machine import matmul_gflops, peak_rss_mb, timed
 
 
 def run_one(spec):
@@ -68,6 +68,29 @@ def run_one(spec):
       out.update(_serving_latency(spec, built, shape))
     if spec["impl"] == "ours" and spec.get("workload"):
       out.update(_data_throughput(spec["workload"], shape))
+  return out
+
+
+def isa_check(spec):
+  """A child of `bench.isa.check` (`python -m bench --one '{"isa_check":
+  "tf" | "torch", "matmul_n": N}'`): the float32 N×N matmul GFLOP/s of
+  TF or torch under this process's ISA variables (best of 5)."""
+  n = int(spec.get("matmul_n", isa.MATMUL_N))
+  out = {"isa_check": spec["isa_check"], "variables": isa.in_force()}
+  if spec["isa_check"] == "tf":
+    out["matmul_gflops"] = matmul_gflops(n)
+    return out
+  from bench.torch_peers import configure_torch  # pylint: disable=import-outside-toplevel
+  torch = configure_torch()
+  a, b = torch.randn(n, n), torch.randn(n, n)
+  torch.matmul(a, b)
+  best = float("inf")
+  for _ in range(5):
+    start = time.perf_counter()
+    torch.matmul(a, b)
+    best = min(best, time.perf_counter() - start)
+  out["matmul_gflops"] = 2 * n ** 3 / best / 1e9
+  out["aten_capability"] = torch.backends.cpu.get_cpu_capability()
   return out
 
 

@@ -335,8 +335,14 @@ def test_run_header_lists_cpu_flags_versions_and_isa_checks(tmp_path):
   found = isa.warnings(checks)
   assert len(found) == 2 and all(w.startswith("WARNING") for w in found)
   assert "did NOT lower TensorFlow's" in found[0] and "0.99×" in found[0]
+  assert "it may not be in force" in found[0]
   assert "'Intel AVX-512', as native does" in found[1]
   assert found[0] in isa.header_lines(machine, checks)
+  # Not lowered, but the library did switch: said so (a noisy rate).
+  checks["avx2"] = _check(210.0, 395.0, "Intel AVX2", "AVX2", "AVX2")
+  found = isa.warnings(checks)
+  assert len(found) == 1 and "did NOT lower PyTorch's" in found[0]
+  assert "reports dispatching to 'AVX2' (native: 'AVX-512')" in found[0]
 
 
 def test_isa_dispatch_read_from_verbose_output():
