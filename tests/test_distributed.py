@@ -71,17 +71,54 @@ def _worker_result(tmp_path, index):
   return json.loads(path.read_text())
 
 
-def test_two_workers_train_and_only_the_chief_writes(tmp_path):
+# One two-worker run serves both multi-worker tests below (each run starts
+# two TF processes twice: most of its cost): a run with Glow's actnorm that
+# loses a worker after its first backed-up epoch and is restarted, as a
+# cluster manager would, with the same command.
+EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+  """The directory of a finished two-worker run that was SIGKILLed (both
+  workers) after epoch 1 was backed up, then restarted and finished; the
+  kill happens here, its checks are in test_killed_worker_resumes_from_backup.
+  Returns (tmp_path, return codes of the restarted workers)."""
+  tmp_path = tmp_path_factory.mktemp("two_workers")
+  ports = _free_ports(2)
   # With Glow's actnorm: each worker initialises it from its own first
-  # batch, then the workers agree (the final weights below are equal).
-  procs = _start_workers(tmp_path, _free_ports(2), epochs=2,
-                         extra_flags=["--actnorm", "true"])
+  # batch, then the workers agree (the final weights are equal).
+  flags = ["--actnorm", "true"]
+  procs = _start_workers(tmp_path, ports, epochs=EPOCHS, extra_flags=flags)
+  metadata = (tmp_path / "run" / "backup" / "training_metadata.json")
+  deadline = time.time() + 600
+  while time.time() < deadline:
+    if metadata.is_file() and json.loads(metadata.read_text())["epoch"] >= 1:
+      break
+    if any(p.poll() is not None for p in procs):
+      pytest.fail("a worker exited early:\n" + _logs(tmp_path))
+    time.sleep(0.1)
+  else:
+    pytest.fail("no backup after 600 s:\n" + _logs(tmp_path))
+  procs[1].send_signal(signal.SIGKILL)  # a worker dies mid-run
+  procs[1].wait()
+  # The chief cannot continue alone (its collectives have no peer); the
+  # cluster manager restarts the whole job with the same command.
+  procs[0].send_signal(signal.SIGKILL)
+  procs[0].wait()
+  metrics_after_kill = (tmp_path / "run" / "metrics.json").exists()
+  procs = _start_workers(tmp_path, ports, epochs=EPOCHS, extra_flags=flags)
   codes = _wait(procs, tmp_path)
+  return tmp_path, codes, metrics_after_kill
+
+
+def test_two_workers_train_and_only_the_chief_writes(killed_and_resumed):
+  tmp_path, codes, _ = killed_and_resumed
   assert codes == [0, 0], _logs(tmp_path)
   run = tmp_path / "run"
   metrics = json.loads((run / "metrics.json").read_text())
   assert metrics["num_replicas"] == 2
-  assert metrics["last_epoch"] == 2
+  assert metrics["last_epoch"] == EPOCHS
   assert metrics["config"]["actnorm"] is True
   assert metrics["test_bits_per_dim"] > 0
   assert (run / "checkpoints" / "best.keras").is_file()
@@ -91,39 +128,21 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path):
   worker_dir = run / "workertemp_worker_1"
   assert sorted(p.name for p in worker_dir.iterdir()) == ["result.json"]
   worker = _worker_result(tmp_path, 1)
-  assert worker["last_epoch"] == 2
+  assert worker["last_epoch"] == EPOCHS
   # Same synchronized weights on both workers at the end of training.
   assert worker["final_weights_sha256"] == metrics["final_weights_sha256"]
 
 
-def test_killed_worker_resumes_from_backup(tmp_path):
-  ports = _free_ports(2)
-  procs = _start_workers(tmp_path, ports, epochs=4)
-  metadata = (tmp_path / "run" / "backup" / "training_metadata.json")
-  deadline = time.time() + 600
-  while time.time() < deadline:
-    if metadata.is_file() and json.loads(metadata.read_text())["epoch"] >= 1:
-      break
-    if any(p.poll() is not None for p in procs):
-      pytest.fail("a worker exited early:\n" + _logs(tmp_path))
-    time.sleep(0.5)
-  else:
-    pytest.fail("no backup after 600 s:\n" + _logs(tmp_path))
-  procs[1].send_signal(signal.SIGKILL)  # a worker dies mid-run
-  procs[1].wait()
-  # The chief cannot continue alone (its collectives have no peer); the
-  # cluster manager restarts the whole job with the same command.
-  procs[0].send_signal(signal.SIGKILL)
-  procs[0].wait()
-  assert not (tmp_path / "run" / "metrics.json").exists()
-  procs = _start_workers(tmp_path, ports, epochs=4)
-  codes = _wait(procs, tmp_path)
+def test_killed_worker_resumes_from_backup(killed_and_resumed):
+  tmp_path, codes, metrics_after_kill = killed_and_resumed
+  assert not metrics_after_kill  # killed before the run could finish
   assert codes == [0, 0], _logs(tmp_path)
   metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert metrics["resumed"] is True
-  assert metrics["last_epoch"] == 4
-  # Resumed from the backup, not from scratch: fewer than 4 epochs ran now.
-  assert 1 <= metrics["epochs_run_in_this_process"] <= 3
+  assert metrics["last_epoch"] == EPOCHS
+  # Resumed from the backup, not from scratch: fewer than EPOCHS epochs ran
+  # now.
+  assert 1 <= metrics["epochs_run_in_this_process"] <= EPOCHS - 1
   worker = _worker_result(tmp_path, 1)
   assert worker["resumed"] is True
   assert worker["epochs_run_in_this_process"] == metrics[
