@@ -32,10 +32,18 @@ def build_model(config, image_shape, num_classes):
 
 def learning_rate(config):
   """The config's learning rate: a number, or a Keras schedule (decay, then
-  `tfp_realnvp.schedules.Warmup` in front when `warmup_steps` > 0)."""
+  `tfp_realnvp.schedules.Warmup` in front when `warmup_steps` > 0). A
+  schedule keyed to the time budget (`configs.time_keyed_schedule`) is a
+  `tfp_realnvp.schedules.BudgetSchedule` (`budget_schedule` finds it; the
+  trainer feeds its progress)."""
   lr = config["learning_rate"]
   decay = config["lr_decay"]
-  if decay == "cosine":
+  if configs.time_keyed_schedule(config):
+    lr = tfp_realnvp.schedules.BudgetSchedule(
+        lr, warmup_fraction=config["warmup_fraction"],
+        decay="cosine" if decay == "cosine_to_budget" else "none",
+        final_fraction=config["lr_decay_rate"])
+  elif decay == "cosine":
     lr = keras.optimizers.schedules.CosineDecay(
         lr, config["decay_steps"], alpha=config["lr_decay_rate"])
   elif decay == "exponential":
@@ -49,15 +57,25 @@ def learning_rate(config):
   return lr
 
 
-def build_optimizer(config):
+def budget_schedule(lr):
+  """The `BudgetSchedule` of a `learning_rate(config)` value (also behind a
+  `Warmup`), or None."""
+  while isinstance(lr, tfp_realnvp.schedules.Warmup):
+    lr = lr.after
+  return lr if isinstance(lr, tfp_realnvp.schedules.BudgetSchedule) else None
+
+
+def build_optimizer(config, lr=None):
   """The config's optimizer (Adam or Adamax, its schedule, Keras' global
-  gradient-norm clipping)."""
+  gradient-norm clipping); `lr`: the `learning_rate(config)` to use (built
+  here when None)."""
   classes = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
   if config["optimizer"] not in classes:
     raise ValueError(f"optimizer must be one of {sorted(classes)}, got "
                      f"{config['optimizer']!r}")
   return classes[config["optimizer"]](
-      learning_rate(config), global_clipnorm=config["clipnorm"] or None)
+      learning_rate(config) if lr is None else lr,
+      global_clipnorm=config["clipnorm"] or None)
 
 
 def jit_compile_setting(text):

@@ -25,14 +25,26 @@ A run directory (`runs/<config>-<timestamp>/` or `--output_dir`) receives:
     interpolation.png    the paper's eq. 19 manifold through four test images
     metrics.json         test bits/dim, epochs, images/s, train_seconds (the
                          wall time of fit in the process that trained last),
-                         wall time, config
+                         wall time, phase_seconds (setup, fit,
+                         score_reference, evaluation, iw_evaluation,
+                         figures, export, total: this process), the
+                         evaluation subsets used, config
+
+With --max_train_minutes the whole command ends soon after the budget: the
+typicality reference uses the first 2,048 images of the shuffled training
+pipeline (--score_reference_images) and the importance-weighted figure a
+seeded random subset of 1,000 test images (--test_iw_images); the
+single-draw test bits/dim is always the whole test split. --warmup_fraction
+and --lr_decay cosine_to_budget key the learning rate to the budget's
+elapsed time instead of steps.
 
 Rerunning the same command after a crash resumes the unfinished run where it
 stopped (the newest `runs/<config>-*` that still has a `backup/`, or the
 given `--output_dir`), losing at most the epoch that was running. The
 config must be the one the run was started with, except the keys that only
 change how long it trains or what is reported at the end: epochs (extends or
-shortens the run), max_train_minutes, test_steps, num_samples, temperatures,
+shortens the run), max_train_minutes, test_steps, test_iw_samples,
+test_iw_images, score_reference_images, num_samples, temperatures,
 interpolation_steps, export, export_dir and jit_compile. Any other change is
 refused with the list of differing keys; `--fresh` starts a new run instead.
 If evaluation or export fails after training (e.g. an unwritable
@@ -90,6 +102,7 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
   explicit `output_dir`; non-chief workers return after `fit`.
   `callbacks` are extra Keras callbacks for `fit` (after the run's own).
   """
+  phases = _Phases()
   r = _set_up(config, output_dir, fresh, strategy, devices, tpu,
               data_dir=data_dir, manual_dir=manual_dir, download=download)
   previous = _previous_result(r)
@@ -97,18 +110,44 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
     return previous
   _begin(r)
   datasets, model, backup, restored = _build_and_restore(r)
+  phases.end("setup")
   done = _train(r, datasets, model, backup, restored, callbacks, verbose)
+  phases.end("fit")
   if not r.chief:
     # Weights are identical on every worker; the chief reports and exports.
     return done
   model, reference = results.final_model(model, r.run_dir, r.config, datasets,
-                                         r.multi_worker)
-  test_bpd, iw = results.evaluate_test(model, datasets, r.config, r.data_dir,
-                                       r.manual_dir, r.download)
-  export_path = results.figures_and_export(model, datasets, r.run_dir,
-                                           r.config, done["last_epoch"])
-  return _write_metrics(r, datasets, model, done, test_bpd, iw, reference,
-                        export_path)
+                                         r.multi_worker, verbose=verbose)
+  phases.end("score_reference")
+  test_bpd, test_images = results.evaluate_test(model, datasets, r.config,
+                                                verbose=verbose)
+  phases.end("evaluation")
+  iw = results.importance_weighted(model, datasets, r.config, test_images,
+                                   r.data_dir, r.manual_dir, r.download,
+                                   verbose=verbose)
+  phases.end("iw_evaluation")
+  results.write_figures(model, datasets, r.run_dir, r.config)
+  phases.end("figures")
+  export_path = results.export(model, r.run_dir, r.config,
+                               done["last_epoch"], verbose=verbose)
+  phases.end("export")
+  return _write_metrics(r, datasets, model, done, test_bpd, test_images, iw,
+                        reference, export_path, phases)
+
+
+class _Phases:
+  """Wall time of each phase of `run` (`phase_seconds` in metrics.json):
+  setup, fit, score_reference, evaluation, iw_evaluation, figures, export
+  and total (from `run`'s start to the metrics)."""
+
+  def __init__(self):
+    self.started = self._last = time.perf_counter()
+    self.seconds = {}
+
+  def end(self, name):
+    now = time.perf_counter()
+    self.seconds[name] = round(now - self._last, 3)
+    self._last = now
 
 
 @dataclasses.dataclass
@@ -127,6 +166,9 @@ class _Run:
   data_dir: str | None = None
   manual_dir: str | None = None
   download: bool = True
+  # The optimizer's time-keyed schedule (`builders.budget_schedule`), whose
+  # progress `_fit` feeds; None for a step-keyed or constant rate.
+  schedule: object = None
 
   @property
   def trained(self):
@@ -204,7 +246,10 @@ def _build_and_restore(r):
   with r.strategy.scope():
     model = builders.build_model(config, datasets.image_shape,
                                  datasets.num_classes)
-    model.compile(optimizer=builders.build_optimizer(config),
+    # Under the scope: a time-keyed schedule's progress variable is mirrored.
+    lr = builders.learning_rate(config)
+    r.schedule = builders.budget_schedule(lr)
+    model.compile(optimizer=builders.build_optimizer(config, lr),
                   jit_compile=builders.jit_compile_setting(
                       config["jit_compile"]))
     # Every process keeps its own backup (restores itself after a restart).
@@ -224,7 +269,7 @@ def _train(r, datasets, model, backup, restored, extra_callbacks, verbose):
   if r.trained:
     return rundir.read_done(r.run_dir)
   done = _fit(model, r.config, datasets, r.run_dir, r.chief, backup,
-              restored, list(extra_callbacks), verbose)
+              restored, list(extra_callbacks), verbose, r.schedule)
   done["resumed"] = r.resuming
   if not r.chief:
     result = dict(done, worker=list(strategy_lib.task(r.strategy)))
@@ -236,14 +281,16 @@ def _train(r, datasets, model, backup, restored, extra_callbacks, verbose):
   return done
 
 
-def _write_metrics(r, datasets, model, done, test_bpd, iw, reference,
-                   export_path):
+def _write_metrics(r, datasets, model, done, test_bpd, test_images, iw,
+                   reference, export_path, phases):
   """Metrics: writes metrics.json (the run is finished), removes the
-  training state and prints the test figure; returns the metrics dict."""
+  training state and prints the test figure; returns the metrics dict.
+  `phases`: the run's `_Phases` (their total ends here)."""
   config = r.config
   name, monitor = model.bits_per_dim_name, rundir.monitor_of(config)
   metrics = {
       "test_" + name: test_bpd,
+      "test_images": test_images,
       "epochs": config["epochs"],
       "last_epoch": done["last_epoch"],
       "epochs_run_in_this_process": (0 if r.trained else
@@ -263,6 +310,10 @@ def _write_metrics(r, datasets, model, done, test_bpd, iw, reference,
   }
   metrics.update(iw)
   metrics.update(reference)
+  if done.get("lr_schedule"):
+    metrics["lr_schedule"] = done["lr_schedule"]
+  metrics["phase_seconds"] = dict(
+      phases.seconds, total=round(time.perf_counter() - phases.started, 3))
   rundir.write_metrics(r.run_dir, metrics)
   # The run is done: its training state is no longer needed.
   rundir.finish(r.run_dir, rundir.backup_dir(r.own_dir))
@@ -275,8 +326,9 @@ def _write_metrics(r, datasets, model, done, test_bpd, iw, reference,
 
 
 def _fit(model, config, datasets, run_dir, chief, backup, restored,
-         extra_callbacks, verbose):
-  """`model.fit` from the `restored` epoch; returns the training summary."""
+         extra_callbacks, verbose, schedule=None):
+  """`model.fit` from the `restored` epoch; returns the training summary.
+  `schedule`: a time-keyed learning rate (`BudgetSchedule`) to feed."""
   batch = config["batch_size"]
   if datasets.train_size:
     batch = min(batch, datasets.train_size)  # one partial batch per epoch
@@ -308,6 +360,13 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
   if config["max_train_minutes"]:
     # All workers stop at the same epoch (the decision is all-reduced).
     cbs.append(callbacks_lib.TimeBudget(config["max_train_minutes"]))
+  progress = None
+  if schedule is not None:
+    # Before every step: the fraction of the budget elapsed (validated:
+    # a time-keyed schedule needs max_train_minutes).
+    progress = callbacks_lib.BudgetProgress(schedule,
+                                            config["max_train_minutes"])
+    cbs.append(progress)
   cbs += extra_callbacks
   if restored >= config["epochs"]:
     print(f"the run has already trained {restored} epochs (--epochs "
@@ -326,7 +385,7 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
   train_seconds = time.perf_counter() - fit_started
   best = None if checkpoint is None or checkpoint.best is None else float(
       checkpoint.best)
-  return {
+  summary = {
       "last_epoch": (history.epoch[-1] + 1) if history.epoch else restored,
       "epochs_run_in_this_process": len(history.epoch),
       "best_" + rundir.monitor_of(config): best,
@@ -335,6 +394,15 @@ def _fit(model, config, datasets, run_dir, chief, backup, restored,
       "train_steps": throughput.steps,
       "final_weights_sha256": weights_sha256(model),
   }
+  if progress is not None:
+    # The budget's elapsed fraction when fit ended (1 when the budget
+    # stopped it), and what the last step used.
+    summary["lr_schedule"] = {
+        "keyed_to": "time budget",
+        "final_progress": progress.final_progress,
+        "last_step_progress": progress.progress,
+        "last_step_learning_rate": progress.learning_rate}
+  return summary
 
 
 # --- command line ------------------------------------------------------------------

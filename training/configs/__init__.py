@@ -53,9 +53,16 @@ FIELDS = {
     "learning_rate": (1e-3, float, "peak learning rate (paper: Adam 1e-3)"),
     "optimizer": ("adam", str, "adam (the paper's) or adamax"),
     "warmup_steps": (0, int, "linear learning-rate warmup steps (0 = off)"),
+    "warmup_fraction": (0.0, float, "linear learning-rate warmup over this "
+                        "fraction of the max_train_minutes budget, keyed "
+                        "to elapsed time, in [0, 1) (0 = off; not with "
+                        "warmup_steps)"),
     "lr_decay": ("none", str, "learning-rate decay after warmup: none, "
-                 "cosine (to lr_decay_rate x learning_rate at decay_steps) "
-                 "or exponential (x lr_decay_rate every decay_steps)"),
+                 "cosine (to lr_decay_rate x learning_rate at decay_steps), "
+                 "exponential (x lr_decay_rate every decay_steps) or "
+                 "cosine_to_budget (to lr_decay_rate x learning_rate when "
+                 "the max_train_minutes budget runs out, keyed to elapsed "
+                 "time whatever the step rate)"),
     "decay_steps": (0, int, "steps of the lr_decay (> 0 when lr_decay is "
                     "not none)"),
     "lr_decay_rate": (0.0, float, "cosine: final fraction of the learning "
@@ -77,6 +84,16 @@ FIELDS = {
     "test_iw_samples": (0, int, "also report the importance-weighted test "
                         "bits/dim with this many dequantization draws per "
                         "image (0 = off)"),
+    "test_iw_images": (None, int, "test images the importance-weighted "
+                       "figure is computed on: a seeded random subset of "
+                       "this many (0 = the whole test split; unset = "
+                       "1,000 with max_train_minutes, else all)"),
+    "score_reference_images": (None, int, "training images of the "
+                               "typicality reference computed after "
+                               "training: the first this many of the "
+                               "shuffled training pipeline (0 = a whole "
+                               "epoch; unset = 2,048 with max_train_minutes, "
+                               "else a whole epoch)"),
     "max_train_minutes": (0.0, float, "stop training after the step that "
                           "reaches this many minutes of fit (checked every "
                           "step; 0 = off)"),
@@ -103,13 +120,18 @@ FIELDS = {
 
 OPTIMIZERS = ("adam", "adamax")
 PRIORS = ("gaussian", "split", "made")
-LR_DECAYS = ("none", "cosine", "exponential")
+LR_DECAYS = ("none", "cosine", "exponential", "cosine_to_budget")
+# The evaluation subsets when max_train_minutes is set and the config
+# leaves test_iw_images / score_reference_images unset (None).
+BUDGET_TEST_IW_IMAGES = 1000
+BUDGET_SCORE_REFERENCE_IMAGES = 2048
 
 # Keys that may differ when an unfinished run is resumed: they change how
 # long training goes on or what is reported at the end, not what is trained.
 # Every other key must equal the value the run was started with.
 MAY_CHANGE_ON_RESUME = ("epochs", "max_train_minutes", "test_steps",
-                        "test_iw_samples",
+                        "test_iw_samples", "test_iw_images",
+                        "score_reference_images",
                         "num_samples", "temperatures", "interpolation_steps",
                         "export", "export_dir", "jit_compile")
 
@@ -262,6 +284,61 @@ def _check_jit_compile(value):
   return f"must be auto, true or false, got {value!r}"
 
 
+def time_keyed_schedule(config):
+  """True when the config's learning rate is keyed to the time budget
+  (`warmup_fraction` > 0 or `lr_decay` cosine_to_budget)."""
+  return (config.get("lr_decay") == "cosine_to_budget" or
+          (_is_number(config.get("warmup_fraction", 0.0)) and
+           config.get("warmup_fraction", 0.0) > 0))
+
+
+def evaluation_subset(config, key):
+  """The subset size `key` (test_iw_images or score_reference_images)
+  resolves to: an integer > 0, or 0 for the whole split."""
+  value = config.get(key)
+  if value is not None:
+    return value
+  if not config.get("max_train_minutes"):
+    return 0
+  return {"test_iw_images": BUDGET_TEST_IW_IMAGES,
+          "score_reference_images": BUDGET_SCORE_REFERENCE_IMAGES}[key]
+
+
+def _check_schedule(c):
+  """Errors of the schedule keys that depend on each other, by key."""
+  out = {"warmup_fraction": _number(c["warmup_fraction"], 0, 1,
+                                    high_open=True)}
+  if out["warmup_fraction"] is not None or not time_keyed_schedule(c):
+    return out
+  keyed = ("warmup_fraction" if c["warmup_fraction"] > 0 else "lr_decay")
+  if not (_is_number(c["max_train_minutes"]) and c["max_train_minutes"] > 0):
+    out[keyed] = (f"{'> 0' if keyed == 'warmup_fraction' else 'cosine_to_budget'}"
+                  f" is keyed to the time budget and needs max_train_minutes "
+                  f"> 0, got {c['max_train_minutes']!r}")
+  elif c["warmup_fraction"] > 0 and _is_int(c["warmup_steps"]) and (
+      c["warmup_steps"] > 0):
+    out["warmup_fraction"] = (f"{c['warmup_fraction']!r} and warmup_steps "
+                              f"{c['warmup_steps']!r} are two warmups; set "
+                              f"one of them to 0")
+  elif c["warmup_fraction"] > 0 and c["lr_decay"] in ("cosine",
+                                                      "exponential"):
+    out["warmup_fraction"] = (f"{c['warmup_fraction']!r} (time-keyed) cannot "
+                              f"precede the step-keyed lr_decay "
+                              f"{c['lr_decay']!r}; use lr_decay "
+                              f"cosine_to_budget or none, or warmup_steps")
+  if c["lr_decay"] == "cosine_to_budget" and c["decay_steps"] != 0:
+    out["decay_steps"] = (f"must be 0 with lr_decay cosine_to_budget (the "
+                          f"decay ends with the budget), got "
+                          f"{c['decay_steps']!r}")
+  return out
+
+
+def _optional_count(value):
+  if value is None:
+    return None
+  return _integer(value, 0)
+
+
 def validate(config):
   """Checks every key's type and range; returns `config`.
 
@@ -296,7 +373,8 @@ def validate(config):
       "optimizer": _one_of(c["optimizer"], OPTIMIZERS),
       "warmup_steps": _integer(c["warmup_steps"], 0),
       "lr_decay": _one_of(c["lr_decay"], LR_DECAYS),
-      "decay_steps": (_integer(c["decay_steps"], 1) if c["lr_decay"] != "none"
+      "decay_steps": (_integer(c["decay_steps"], 1)
+                      if c["lr_decay"] in ("cosine", "exponential")
                       else _integer(c["decay_steps"], 0)),
       "lr_decay_rate": (_number(c["lr_decay_rate"], 0, 1, low_open=True)
                         if c["lr_decay"] == "exponential" else
@@ -304,6 +382,8 @@ def validate(config):
       "ema_decay": _number(c["ema_decay"], 0, 1, high_open=True),
       "bn_lag": _number(c["bn_lag"], 0, 1, high_open=True),
       "test_iw_samples": _integer(c["test_iw_samples"], 0),
+      "test_iw_images": _optional_count(c["test_iw_images"]),
+      "score_reference_images": _optional_count(c["score_reference_images"]),
       "clipnorm": _number(c["clipnorm"], 0),
       "batch_size": _integer(c["batch_size"], 1),
       "epochs": _integer(c["epochs"], 1),
@@ -324,6 +404,8 @@ def validate(config):
                      c["export_dir"] else
                      f"must be a directory path, got {c['export_dir']!r}"),
   }
+  for key, text in _check_schedule(c).items():
+    checks[key] = checks.get(key) or text
   for key in ("use_batch_norm", "conditional", "deterministic",
               "synchronized_batch_norm", "export", "actnorm"):
     checks[key] = _boolean(c[key])
