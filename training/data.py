@@ -14,10 +14,11 @@ class-conditional training, the form Keras `fit` passes as one input).
 | `downsampled_imagenet/64x64`  | tfds                          | 64×64×3    | train[:99%] / train[99%:] / validation | no |
 | `lsun/bedroom`, `lsun/tower`, `lsun/church_outdoor` | tfds, short side → 96, 64×64 crop (random for train, central otherwise) | 64×64×3 | train[1%:] / train[:1%] / validation | yes |
 | `folder:<path>`               | a folder of images (subfolders = classes) | `image_size` | files in sorted order: every 10th test, the next validation, the rest train | no |
+| `folder:<path>` with `train/`, `test/` (and `validation/`) | those split folders (subfolders = classes) | `image_size` | as given (no `validation/`: every 10th file of `train/`) | no |
 
-A `folder:` dataset decodes every file once when it is loaded; files that
-cannot be decoded (corrupt, truncated, not an image) are skipped with a
-warning that names them, before any training step. A training split smaller
+A `folder:` dataset (`training/folder.py`) decodes every file once when it
+is loaded; files that cannot be decoded (corrupt, truncated, not an image)
+are skipped with a warning that names them, before any training step. A training split smaller
 than one batch is trained as one partial batch per epoch (with a warning)
 instead of yielding no step at all.
 
@@ -34,13 +35,12 @@ per-dataset `extract_dir` (tfds names extractions by file name only).
 
 import dataclasses
 import os
-import re
 from typing import Callable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from training import console
+from training import folder
 from training import pipeline
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -295,99 +295,10 @@ def _load_digits(common):
 
 
 def _load_folder(path, image_size, common):
-  import keras  # pylint: disable=import-outside-toplevel
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"image folder {path!r} does not exist")
-  if image_size is None or len(image_size) != 3:
-    raise ValueError("a folder dataset needs image_size=(height, width, "
-                     f"channels), got {image_size!r}")
-  height, width, channels = (int(d) for d in image_size)
-  if channels not in (1, 3):
-    raise ValueError(f"folder images must have 1 or 3 channels, got "
-                     f"{channels}")
-  subdirs = [d for d in sorted(os.listdir(path))
-             if os.path.isdir(os.path.join(path, d))]
-  ds = keras.utils.image_dataset_from_directory(
-      path, labels="inferred" if subdirs else None,
-      color_mode="grayscale" if channels == 1 else "rgb",
-      image_size=(height, width), batch_size=None, shuffle=False,
-      crop_to_aspect_ratio=True, verbose=False)
-  files = list(ds.file_paths)
-  unreadable = unreadable_images(files, channels)
-  if unreadable:
-    # Decoding fails for exactly these files, so dropping the elements whose
-    # decoding fails drops exactly them: the order of the rest is unchanged.
-    ds = ds.ignore_errors()
-    shown = "\n  ".join(f"{f}: {why}" for f, why in unreadable[:20])
-    more = (f"\n  ... and {len(unreadable) - 20} more"
-            if len(unreadable) > 20 else "")
-    console.warn(f"skipping {len(unreadable)} of {len(files)} files in image "
-                 f"folder {path!r} that cannot be decoded as images:\n  "
-                 f"{shown}{more}")
-  if not subdirs:
-    ds = ds.map(lambda im: (im, tf.constant(-1, tf.int64)))
-  ds = ds.map(lambda im, y: (tf.cast(tf.clip_by_value(tf.round(im), 0, 255),
-                                     tf.uint8), tf.cast(y, tf.int64)))
-  n = len(files) - len(unreadable)
-  if n < 10:
-    raise ValueError(f"image folder {path!r} has {n} images; need at least "
-                     f"10 (every 10th file is held out for test, the next "
-                     f"for validation)")
-  # Files come in sorted order (class, then name); every 10th is test, the
-  # one after it validation: fixed, disjoint, stratified by class.
-  indexed = ds.enumerate()
-
-  def part(keep):
-    return indexed.filter(lambda i, pair: keep(i % 10)).map(
-        lambda i, pair: pair)
-  test = part(lambda r: tf.equal(r, 0))
-  val = part(lambda r: tf.equal(r, 1))
-  train = part(lambda r: r >= 2)
-  n_test = len(range(0, n, 10))
-  n_val = len(range(1, n, 10))
-  num_classes = len(subdirs) if subdirs else None
-  if common["conditional"] and not num_classes:
-    raise ValueError(f"image folder {path!r} has no class subfolders; a "
-                     f"class-conditional model needs them")
-  train_size = n - n_test - n_val
-  partial = pipeline.partial_batches(f"folder:{path}", train_size,
-                                     common["batch_size"])
-  pipelines = [pipeline.finish(part, training=training, flip=False,
-                               cache=False, partial_batches=partial, **common)
-               for part, training in ((train, True), (val, False),
-                                      (test, False))]
-  return Datasets(*pipelines, image_shape=(height, width, channels),
-                  num_classes=num_classes, train_size=train_size,
-                  name=f"folder:{path}")
+  """`folder:<path>` (`training/folder.py`)."""
+  return Datasets(**folder.load(path, image_size, common))
 
 
 def unreadable_images(files, channels):
-  """`[(file, reason)]` for the files TensorFlow cannot decode as images.
-
-  One parallel decoding pass with the decoder the folder pipeline uses
-  (`tf.image.decode_image`), so a corrupt or truncated file is found and
-  named before training instead of failing a training step later.
-  """
-  def probe(path):
-    image = tf.image.decode_image(tf.io.read_file(path), channels=channels,
-                                  expand_animations=False)
-    return path, tf.shape(image)[0]
-  readable = {
-      p.decode() for p, _ in
-      tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
-      .map(probe, num_parallel_calls=AUTOTUNE).ignore_errors()
-      .as_numpy_iterator()} if files else set()
-  bad = []
-  for f in files:
-    if f in readable:
-      continue
-    try:  # the decoder's own message, for the warning
-      tf.image.decode_image(tf.io.read_file(f), channels=channels,
-                            expand_animations=False)
-      reason = "could not be decoded"
-    except (tf.errors.OpError, ValueError) as e:
-      reason = getattr(e, "message", None) or str(e)
-      reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", reason.strip(),
-                      flags=re.S) or type(e).__name__
-    bad.append((f, reason))
-  return bad
+  """`folder.unreadable_images` (moved there; still importable here)."""
+  return folder.unreadable_images(files, channels)
