@@ -12,6 +12,16 @@ block, per-scale widths `(f, 2f, w)`: the smallest finest-scale width `f`
 (compute is at full resolution) for which some coarsest width `w` in
 `[f, 16f]` lands within 5% of the target (parameters sit at the coarsest
 scale); when none does, `f` = 8 with any `w`.
+A structure (`STRUCTURES`, `python -m bench --structure`) adds its
+constructor options to every layout tried, so the count searched is that
+of the model as built, with its extra parameters (`glow`, mnist_fast's
+Glow step: per-step actnorm and LU-factored 1×1 convolution, Glow's split
+prior); `initialize` gives its actnorms their data-dependent init. The
+count is `RealNVP.count_params()`: every weight of the density model, the
+non-trainable ones included (batch-norm moving statistics; with the Glow
+step also the 1×1 convolutions' fixed permutation and signs and the
+actnorms' `initialized` flags), 0.2-0.6% above its trainable count at the
+bench's presets; the peers count trainable parameters.
 `python -m bench.models` prints the layouts found for 0.2M-5M
 parameters on 28×28×1, 32×32×3 and 64×64×3. Peer: TFP's `tfb.Glow` with `GlowDefaultNetwork` couplings,
 `GlowDefaultExitNetwork` exits, 2 blocks of 8 steps, its width searched to
@@ -25,6 +35,29 @@ import numpy as np
 # one downscale (two scales).
 PAPER_CIFAR = dict(num_scales=2, num_res_blocks=8, num_filters=64)
 GLOW_LAYOUT = dict(num_glow_blocks=2, num_steps_per_block=8)
+# mnist_fast's Glow step (training/configs/mnist_fast.json): actnorm, 1×1
+# convolution (LU), split prior.
+GLOW_STEP = {"actnorm": True, "permutation": "conv1x1", "prior": "split"}
+# Our flow's structures (`--structure` of `python -m bench`, `--glow_step`
+# of `bench.profile`): the constructor options each adds to ours.
+STRUCTURES = {"plain": {}, "glow": GLOW_STEP}
+
+
+def structure_options(name):
+  """The constructor options of structure `name` (`STRUCTURES`), a copy;
+  ValueError naming the known ones otherwise."""
+  if name not in STRUCTURES:
+    raise ValueError(f"unknown structure {name!r}; expected one of "
+                     f"{sorted(STRUCTURES)}")
+  return dict(STRUCTURES[name])
+
+
+def initialize(model, x):
+  """Glow's data-dependent actnorm init from the batch `x` (what `fit` does
+  on its first batch; the bench calls the train function directly), when
+  `model` has actnorms; otherwise nothing."""
+  if model.actnorm:
+    model.initialize_actnorm(x)
 
 
 def _num_scales(shape):
@@ -37,7 +70,8 @@ OURS_BLOCKS = 1
 
 def ours(shape, target=None, **config):
   """(model, parameters, num_filters) nearest `target` parameters (see the
-  module docstring; `config` adds e.g. `mixed_precision`, `checkerboard`),
+  module docstring; `config` adds e.g. `mixed_precision`, `checkerboard`,
+  a structure's options),
   or the fixed `config` when `target` is None. Raises ValueError naming the
   reachable range when no layout lands within 5%."""
   import tfp_realnvp  # pylint: disable=import-outside-toplevel
@@ -172,27 +206,41 @@ LAYOUT_TARGETS = tuple(0.2e6 * 25 ** (i / 24) for i in range(25))
 
 
 def main(argv=None):
-  """`python -m bench.models [--checkerboard masked,squeezed]`: the layout
-  `ours` finds for each target in LAYOUT_TARGETS on LAYOUT_SHAPES."""
+  """`python -m bench.models [--checkerboard masked,squeezed] [--structure
+  plain,glow]`: the layout `ours` finds for each target in LAYOUT_TARGETS
+  on LAYOUT_SHAPES."""
   import argparse  # pylint: disable=import-outside-toplevel
   p = argparse.ArgumentParser(prog="python -m bench.models",
                               description=main.__doc__.split("\n")[0])
   p.add_argument("--checkerboard", default="masked,squeezed")
+  p.add_argument("--structure", default="plain",
+                 help=f"comma list of {', '.join(STRUCTURES)} (plain: "
+                      "Real NVP's; glow: mnist_fast's Glow step)")
   args = p.parse_args(argv)
+  structures = args.structure.split(",")
+  for name in structures:
+    if name not in STRUCTURES:
+      p.error(f"--structure: unknown {name!r}; expected some of "
+              f"{list(STRUCTURES)}")
   print("| checkerboard | shape | target | parameters | off by | widths |")
   print("|---|---|---|---|---|---|")
   misses = 0
   for checkerboard in args.checkerboard.split(","):
-    for shape in LAYOUT_SHAPES:
-      for target in LAYOUT_TARGETS:
-        try:
-          _, n, widths = ours(shape, int(target), checkerboard=checkerboard)
-          row = f"{n:,} | {100 * (n - target) / target:+.1f}% | {widths}"
-        except ValueError as e:
-          misses += 1
-          row = f"none | – | {e}"
-        print(f"| {checkerboard} | {'×'.join(map(str, shape))} | "
-              f"{int(target):,} | {row} |", flush=True)
+    for structure in structures:
+      # The plain structure keeps the checkerboard's own label.
+      label = checkerboard + ("" if structure == "plain" else
+                              f" {structure}")
+      for shape in LAYOUT_SHAPES:
+        for target in LAYOUT_TARGETS:
+          try:
+            _, n, widths = ours(shape, int(target), checkerboard=checkerboard,
+                                **structure_options(structure))
+            row = f"{n:,} | {100 * (n - target) / target:+.1f}% | {widths}"
+          except ValueError as e:
+            misses += 1
+            row = f"none | – | {e}"
+          print(f"| {label} | {'×'.join(map(str, shape))} | "
+                f"{int(target):,} | {row} |", flush=True)
   return 1 if misses else 0
 
 

@@ -8,7 +8,8 @@ by op type, measured.
 
 Builds our model as `python -m bench` does (`bench.models.ours` at the
 target parameter count; `--glow_step`: with mnist_fast's Glow step,
-`GLOW_STEP`), batch 64, float32. With `--isa` other than native, and always
+`bench.models.GLOW_STEP`, the `glow` structure of `python -m bench
+--structure`), batch 64, float32. With `--isa` other than native, and always
 with `--by op_type`, the measurement runs in a child process whose
 environment is that ISA setting (`bench.isa`: `avx2` sets
 `ONEDNN_MAX_CPU_ISA=AVX2`, `ATEN_CPU_CAPABILITY=avx2`,
@@ -57,8 +58,6 @@ from bench import cpu_model, isa, models, op_profile
 from bench.common import BATCH, PRESETS, WORKLOADS
 from bench.machine import matmul_gflops, timed
 
-# mnist_fast's Glow step (training/configs/mnist_fast.json).
-GLOW_STEP = {"actnorm": True, "permutation": "conv1x1", "prior": "split"}
 DEFAULT_TARGET = 0.5e6  # --by network without --target
 
 
@@ -192,11 +191,10 @@ def _build(args, target):
   shape = WORKLOADS[args.workload]
   model, params, widths = models.ours(
       shape, int(target), checkerboard=args.checkerboard,
-      **(GLOW_STEP if args.glow_step else {}))
+      **models.structure_options("glow" if args.glow_step else "plain"))
   rng = np.random.default_rng(0)
   x = tf.constant(rng.uniform(0, 256, (BATCH,) + shape), tf.float32)
-  if model.actnorm:
-    model.initialize_actnorm(x)
+  models.initialize(model, x)
   return model, params, widths, x, rng
 
 

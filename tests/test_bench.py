@@ -503,8 +503,10 @@ def test_profile_by_op_type_runs_in_a_child_under_its_isa(monkeypatch):
     profile.main(["--by", "op_type", "--isa", "native,avx2"])
 
 
-def test_profile_glow_step_is_mnist_fasts():
-  from bench import profile  # pylint: disable=import-outside-toplevel
+def test_glow_step_is_mnist_fasts_and_one_definition():
   from training import configs  # pylint: disable=import-outside-toplevel
   config = configs.load("mnist_fast")
-  assert profile.GLOW_STEP == {k: config[k] for k in profile.GLOW_STEP}
+  assert models.GLOW_STEP == {k: config[k] for k in models.GLOW_STEP}
+  assert models.STRUCTURES == {"plain": {}, "glow": models.GLOW_STEP}
+  with pytest.raises(ValueError, match="unknown structure 'glo'.*'glow'"):
+    models.structure_options("glo")
