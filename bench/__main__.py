@@ -6,6 +6,8 @@ NVP and TFP's `tfb.Glow`, at matched parameter count, interleaved.
     python -m bench --presets small,medium,paper     # + ~3M and the paper's
                                                      #   CIFAR-10 model (ours)
     python -m bench --impls ours,nf_glow --checkerboard squeezed
+    python -m bench --structure plain,glow           # + ours with mnist_fast's
+                                                     #   Glow step
     python -m bench --jit false,true                 # + XLA (ours, tfp_glow)
     python -m bench --mixed_precision none,mixed_bfloat16   # + ours in bf16
     python -m bench --isa native,avx2                # + each under an AVX2 cap
@@ -25,7 +27,12 @@ reference peer (normflows Glow when it runs) is searched to the preset's
 parameter count, every other contestant to the reference's count (ours
 within 5%: `bench.models.ours`; the peers by their width), pinned after the
 first pass. Contestants (`--impls`): `ours` once per `--checkerboard`
-(masked, squeezed); `nf_glow` and `nf_realnvp` (`bench.torch_peers`: eager
+(masked, squeezed) and `--structure` (`plain`, the default: Real NVP's
+step; `glow`: mnist_fast's Glow step, actnorm, 1×1 convolution (LU) and
+the split prior, `bench.models.GLOW_STEP`, its actnorms initialised from
+the timed batch as `fit` would; sized with those layers counted; rows
+and tables name it: `"structure": "glow"`, `ours masked glow`); `nf_glow`
+and `nf_realnvp` (`bench.torch_peers`: eager
 PyTorch with `torch.set_flush_denormal(True)`, threads = cores; the Real
 NVP with a sigmoid scale, see there); `tfp_glow` (`bench.models.glow`).
 
@@ -86,7 +93,7 @@ import json
 import os
 import sys
 
-from bench import isa, machine, measure, report, runner
+from bench import isa, machine, measure, models, report, runner
 from bench.common import IMPLS
 
 # The parts: bench.common (constants), bench.runner (the child processes
@@ -107,6 +114,10 @@ def _parser():
                  help=f"comma list of {', '.join(IMPLS)}")
   p.add_argument("--checkerboard", default="masked,squeezed",
                  help="our checkerboard couplings to measure")
+  p.add_argument("--structure", default="plain",
+                 help="comma list of our structures: plain (Real NVP's "
+                      "step), glow (mnist_fast's Glow step: actnorm, 1x1 "
+                      "conv, split prior)")
   p.add_argument("--passes", type=int, default=3,
                  help="interleaved passes over every contestant; figures "
                       "are medians over passes of per-pass ratios")
@@ -155,6 +166,10 @@ def main(argv=None):
   unknown = sorted(set(impls) - set(IMPLS))
   if unknown:
     p.error(f"--impls: unknown {unknown}; expected some of {list(IMPLS)}")
+  unknown = sorted(set(runner.structures(args)) - set(models.STRUCTURES))
+  if unknown:
+    p.error(f"--structure: unknown {unknown}; expected some of "
+            f"{list(models.STRUCTURES)}")
   try:
     settings = runner.isas(args)
   except ValueError as e:

@@ -23,12 +23,21 @@ def build(spec, shape, x):
   return torch_peers.build(spec, shape, int(x.shape[0]))
 
 
+def ours_options(spec):
+  """Our constructor options besides the layout for `spec`: its
+  checkerboard (default masked), its structure's options
+  (`bench.models.STRUCTURES`, default plain) and its mixed precision."""
+  config = {"checkerboard": spec.get("checkerboard", "masked"),
+            **models.structure_options(spec.get("structure", "plain"))}
+  if spec.get("mixed_precision"):
+    config["mixed_precision"] = spec["mixed_precision"]
+  return config
+
+
 def _ours(spec, shape, x):
   import keras  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  config = {"checkerboard": spec.get("checkerboard", "masked")}
-  if spec.get("mixed_precision"):
-    config["mixed_precision"] = spec["mixed_precision"]
+  config = ours_options(spec)
   if spec["preset"] == "paper":
     model, params, size = models.ours(shape, None, **models.PAPER_CIFAR,
                                       **config)
@@ -39,6 +48,7 @@ def _ours(spec, shape, x):
   else:
     model, params, size = models.ours(shape, spec.get("target") or
                                       PRESETS[spec["preset"]], **config)
+  models.initialize(model, x)  # the Glow step's actnorms, as fit would
   model.compile(optimizer=keras.optimizers.Adam(1e-3),
                 jit_compile=spec["jit"])
   model.make_train_function()

@@ -27,10 +27,13 @@ def _pct(fraction):
 
 
 def _label(row):
-  """`ours masked`, `ours squeezed mixed_bfloat16`, `nf_glow`, ..."""
+  """`ours masked`, `ours squeezed glow` (a structure other than plain,
+  `--structure`), `ours squeezed mixed_bfloat16`, `nf_glow`, ..."""
   parts = [row["impl"]]
   if row["impl"] == "ours":
     parts.append(row.get("checkerboard", "masked"))
+    if row.get("structure", "plain") != "plain":
+      parts.append(row["structure"])
   if row.get("mixed_precision"):
     parts.append(row["mixed_precision"])
   return " ".join(parts)

@@ -40,21 +40,31 @@ def run(spec):
   return row
 
 
+def structures(args):
+  """Our structures of `args` (`--structure`, default plain)."""
+  return (getattr(args, "structure", None) or "plain").split(",")
+
+
 def _variants(args, impls):
   """(impl, extra spec) per contestant row: ours once per checkerboard ×
-  precision × jit; TFP Glow per jit (float32: it fails under a mixed Keras
-  policy); the torch peers once (eager PyTorch, float32)."""
+  structure × precision × jit (the spec names a structure other than
+  plain, as it names a precision other than float32); TFP Glow per jit
+  (float32: it fails under a mixed Keras policy); the torch peers once
+  (eager PyTorch, float32)."""
   jits = [j == "true" for j in args.jit.split(",")]
   out = []
   for impl in impls:
     if impl == "ours":
       for checkerboard in args.checkerboard.split(","):
-        for precision in args.mixed_precision.split(","):
-          for jit in jits:
-            extra = {"checkerboard": checkerboard, "jit": jit}
-            if precision != "none":
-              extra["mixed_precision"] = precision
-            out.append((impl, extra))
+        for structure in structures(args):
+          for precision in args.mixed_precision.split(","):
+            for jit in jits:
+              extra = {"checkerboard": checkerboard, "jit": jit}
+              if structure != "plain":
+                extra["structure"] = structure
+              if precision != "none":
+                extra["mixed_precision"] = precision
+              out.append((impl, extra))
     elif impl == "tfp_glow":
       out += [(impl, {"jit": jit}) for jit in jits]
     else:
@@ -107,7 +117,7 @@ def interleaved(args, impls):
   first_isa = isas(args)[0]
   for n, workload, preset, impl, extra, isa in _schedule(args, variants):
     key = (workload, preset, impl, extra.get("checkerboard"),
-           extra.get("mixed_precision"))
+           extra.get("structure"), extra.get("mixed_precision"))
     spec = dict({"workload": workload, "preset": preset, "impl": impl,
                  "repeats": args.repeats, "steps": args.steps,
                  "pass": n, "isa": isa}, **extra)

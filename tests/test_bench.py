@@ -510,3 +510,117 @@ def test_glow_step_is_mnist_fasts_and_one_definition():
   assert models.STRUCTURES == {"plain": {}, "glow": models.GLOW_STEP}
   with pytest.raises(ValueError, match="unknown structure 'glo'.*'glow'"):
     models.structure_options("glo")
+
+
+# --structure (issue 28): ours with mnist_fast's Glow step, sized with its
+# extra parameters counted, named in rows and tables. No child is timed.
+
+
+def test_structure_variant_builds_ours_with_mnist_fasts_glow_step():
+  from bench import contestants  # pylint: disable=import-outside-toplevel
+  from training import configs  # pylint: disable=import-outside-toplevel
+  config = configs.load("mnist_fast")
+
+  class Args:  # pylint: disable=too-few-public-methods
+    jit = "false"
+    checkerboard = "masked,squeezed"
+    structure = "plain,glow"
+    mixed_precision = "none"
+  variants = runner._variants(Args, ["ours", "nf_glow"])  # pylint: disable=protected-access
+  assert [e for _, e in variants] == [
+      {"checkerboard": "masked", "jit": False},  # plain: no structure key
+      {"checkerboard": "masked", "jit": False, "structure": "glow"},
+      {"checkerboard": "squeezed", "jit": False},
+      {"checkerboard": "squeezed", "jit": False, "structure": "glow"},
+      {"jit": False}]
+  for impl, extra in variants[:4]:
+    options = contestants.ours_options(dict(extra, impl=impl))
+    glow = {k: v for k, v in options.items() if k != "checkerboard"}
+    assert options["checkerboard"] == extra["checkerboard"]
+    if extra.get("structure") == "glow":
+      assert glow == {k: config[k] for k in ("actnorm", "permutation",
+                                             "prior")}
+    else:
+      assert glow == {}
+  del Args.structure  # an args without --structure: plain only
+  assert len(runner._variants(Args, ["ours"])) == 2  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("workload", ["mnist", "cifar"])
+@pytest.mark.parametrize("checkerboard", ["masked", "squeezed"])
+def test_glow_step_layout_within_ten_percent_of_the_peer(workload,
+                                                         checkerboard):
+  from bench import profile  # pylint: disable=import-outside-toplevel
+  from bench.common import WORKLOADS  # pylint: disable=import-outside-toplevel
+  # normflows Glow's count at preset small (the preset's without torch).
+  target, _ = profile.peer_target(workload, "small")
+  shape = WORKLOADS[workload]
+  model, params, widths = models.ours(shape, target,
+                                      checkerboard=checkerboard,
+                                      **models.structure_options("glow"))
+  assert (model.actnorm, model.permutation, model.prior_name) == (
+      True, "conv1x1", "split")
+  assert params == model.count_params()
+  trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+  # Both the reported count and the trainable one (the peers') match.
+  for count in (params, trainable):
+    assert abs(count - target) <= 0.10 * target, (count, target, widths)
+  # The Glow step's own layers are in the count: the same widths without
+  # it are smaller.
+  plain, _, _ = models.ours(shape, None, num_scales=len(widths),
+                            num_res_blocks=models.OURS_BLOCKS,
+                            num_filters=widths, checkerboard=checkerboard)
+  assert plain.count_params() < params
+
+
+def test_interleaved_pins_each_structure_on_its_own(monkeypatch):
+  specs = []
+
+  def fake_run(spec):
+    specs.append(spec)
+    row = dict(spec, parameters=1000 if spec["impl"] == "nf_glow" else 990)
+    if spec["impl"] == "ours":
+      glow = spec.get("structure") == "glow"
+      row.update(size=[8, 16, 72 if glow else 64], scales=3)
+    return row
+  monkeypatch.setattr(runner, "run", fake_run)
+
+  class Args(_Args):  # pylint: disable=too-few-public-methods
+    structure = "plain,glow"
+  runner.interleaved(Args, ["ours", "nf_glow"])
+  later = [s for s in specs if s["impl"] == "ours" and s["pass"] == 1]
+  assert [(s.get("structure"), s["isa"], s["size"]) for s in later] == [
+      (None, "native", [8, 16, 64]), (None, "avx2", [8, 16, 64]),
+      ("glow", "native", [8, 16, 72]), ("glow", "avx2", [8, 16, 72])]
+
+
+def test_table_names_the_structure(capsys):
+  rows = []
+  for n in range(2):
+    rows += [_row("nf_glow", n, 100.0), _row("ours", n, 200.0, "masked"),
+             dict(_row("ours", n, 150.0, "masked"), structure="glow")]
+  machine = {"cpu": "test", "cores": 2, "tensorflow": "x", "date": "d",
+             "matmul_gflops": 100.0, "matmul_gflops_bfloat16": 100.0}
+  report.table(rows, machine)
+  out = capsys.readouterr().out
+  assert "| mnist | small | ours masked glow | False | 1 | 1,000 | 150 |" \
+      in out  # every pass
+  line = next(l for l in out.splitlines()
+              if l.startswith("| mnist | small | ours masked glow | 1,000"))
+  assert line.count("**1.50×** (1.50, 1.50)") == 3  # vs nf_glow, medians
+  line = next(l for l in out.splitlines()
+              if l.startswith("| mnist | small | ours masked | 1,000"))
+  assert line.count("**2.00×** (2.00, 2.00)") == 3  # plain: as before
+  with_isa = [dict(r, isa=isa) for r in rows for isa in ("native", "avx2")]
+  report.table(with_isa, machine)
+  out = capsys.readouterr().out
+  assert "| mnist | small | ours masked glow | avx2 | False | 0 |" in out
+  assert any(l.startswith("| mnist | small | ours masked glow | 1,000 | "
+                          "150 / 300 / 450 |") for l in out.splitlines())
+
+
+def test_bench_rejects_unknown_structure(capsys):
+  from bench import __main__ as bench_main  # pylint: disable=import-outside-toplevel
+  with pytest.raises(SystemExit):
+    bench_main.main(["--structure", "plain,glo"])
+  assert "--structure: unknown ['glo']" in capsys.readouterr().err
