@@ -80,6 +80,13 @@ class _Counted:
       return out
     self.ds = ds.map(count)
 
+  def finish(self):
+    """Ends the bar on the count reached (its target may have been an
+    estimate) and returns the images counted."""
+    self.bar.target = self.batches
+    self.bar.update(self.batches, finalize=True)
+    return self.images
+
 
 def final_model(model, run_dir, config, datasets, multi_worker, verbose=0):
   """Final model: the checkpoint with the best validation bits/dim (else
@@ -98,6 +105,10 @@ def final_model(model, run_dir, config, datasets, multi_worker, verbose=0):
     model = local
     model.compile()
   batch = config["batch_size"]
+  # Images in a training epoch: full batches only (one partial batch when
+  # the split is smaller than a batch).
+  epoch = datasets.train_size and (
+      datasets.train_size // batch * batch or datasets.train_size)
   if datasets.train_size:
     batch = min(batch, datasets.train_size)
   subset = configs.evaluation_subset(config, "score_reference_images")
@@ -107,18 +118,18 @@ def final_model(model, run_dir, config, datasets, multi_worker, verbose=0):
     # read to fill the shuffle buffer).
     train = datasets.train.unbatch().take(subset).batch(batch)
     steps = None
-    target = math.ceil(min(subset, datasets.train_size or subset) / batch)
+    target = math.ceil(min(subset, epoch or subset) / batch)
   else:
     train = datasets.train
     steps = config["steps_per_epoch"] or None
-    target = steps or ((datasets.train_size // batch or 1)
-                       if datasets.train_size else None)
+    target = steps or (math.ceil(epoch / batch) if epoch else None)
   _phase(verbose, "typicality reference on "
          + (f"the first {subset:,} images of the shuffled training pipeline"
             if subset else "a training epoch"))
   counted = _Counted(train, progress_bar(target, verbose))
   reference = score_reference(model, counted.ds, steps,
                               best_path if os.path.exists(best_path) else None)
+  counted.finish()
   if reference:
     reference["score_reference_subset"] = {
         "images": counted.images,
@@ -173,7 +184,7 @@ def evaluate_test(model, datasets, config, verbose=0):
   counted = _Counted(datasets.test if steps is None else
                      datasets.test.take(steps), progress_bar(target, verbose))
   result = model.evaluate(counted.ds, verbose=0, return_dict=True)
-  return float(result[model.bits_per_dim_name]), counted.images
+  return float(result[model.bits_per_dim_name]), counted.finish()
 
 
 def iw_subset(config, test_images):
