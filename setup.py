@@ -53,7 +53,9 @@ setup(
         # `python -m bench`'s PyTorch peers. torch pinned to the CPU build
         # that pip takes from this machine's disk (any torch without a
         # version pulls a multi-GB CUDA build from PyPI).
-        "bench": ["torch==2.13.0", "normflows==1.7.3"],
+        # scikit-image: bench.photos' colour patches (its photos ship inside
+        # the wheel: no download).
+        "bench": ["torch==2.13.0", "normflows==1.7.3", "scikit-image>=0.22"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",
