@@ -1,4 +1,5 @@
-"""Quality per wall-clock time: MNIST test bits/dim after a fixed budget.
+"""Quality per wall-clock time: test bits/dim after a fixed budget, on MNIST
+or on colour photo patches.
 
     python -m bench.quality --minutes 10     # ours masked, ours squeezed
     python -m bench.quality --minutes 10 --impls ours,nf_glow,tfp_glow
@@ -7,6 +8,10 @@
     python -m bench.quality --minutes 10 --configs mnist_fast \
         --impls nf_glow,nf_realnvp        # realnvp-train vs the peers
     python -m bench.quality --minutes 10 --ablation --impls none
+    python -m bench.quality --minutes 10 --configs mnist_fast --time_keyed \
+        --impls nf_glow --curve_minutes 1 --curve_csv mnist_curve.csv
+    python -m bench.quality --data photos --minutes 10 \
+        --configs cifar10_fast --impls nf_glow --curve_minutes 1
 
 `--configs NAME[,NAME...]` adds contestants trained by the training app
 itself, `realnvp-train --config NAME --max_train_minutes M` (its own
@@ -18,19 +23,33 @@ figure. The peers are then sized to the first config's parameter count
 (unless `--params`). `--ablation` adds the levers of `mnist_fast` one at a
 time to its plain-paper baseline (`ABLATION`), and all of them together.
 `--structure` runs mnist_fast with each learned prior and Glow step of issue
-17 (`STRUCTURE`), at equal parameters (within 10%).
+17 (`STRUCTURE`), at equal parameters (within 10%). `--time_keyed` adds, for
+each step-keyed config, the same config with its schedule keyed to the
+budget (`TIME_KEYED`: warmup over the budget's first 5%, cosine to its end).
+
+`--data photos` (issue 29) trains and scores every contestant on the colour
+photo patches of `bench.photos` (32×32×3, no download; a stand-in for
+CIFAR-10): the config runs read them as the PNG folder
+`realnvp-train --dataset folder:PATH --image_size 32,32,3` (written once,
+cached by content hash under `--photos_dir`), the peers as arrays through
+the same pipeline stages, so every test image has the same noise.
+`--curve_minutes M` keeps a copy of every contestant's weights each M
+minutes of training and scores them after training (outside the budget) on
+the first `--curve_images` test images: bits/dim against wall-clock
+minutes, in each row's `curve`, `--curve_csv` and `--curve_png` (a plot).
 
 Contestants (`--impls`): `ours` once per `--checkerboard` and
 `--mixed_precision`, normflows Glow / Real NVP (`nf_glow`, `nf_realnvp`,
 `bench.torch_peers`, fed the same batches as numpy) and TFP's `tfp_glow`.
 Every contestant gets the same data (`training.data.load("mnist")` from the
-tfds copy in `../shared/data/tfds`: dequantized pixels in [0, 256), batch
-64, shuffled), the same optimizer (Adam 1e-3) and ~0.5M parameters (the
-bench's `small` preset), and train for `--minutes` of wall-clock time from
-the first training step to the last (tracing included: it is the user's
-time; imports and the data pipeline's construction are not).
-Then the full 10,000-image test split is scored with the same stateless
-dequantization noise: bits/dim = −log p(x) / (D ln 2) in pixel units (Glow
+tfds copy in `../shared/data/tfds`, or the photo patches: dequantized pixels
+in [0, 256), batch 64, shuffled), the same optimizer (Adam 1e-3) and ~0.5M
+parameters (the bench's `small` preset), and train for `--minutes` of
+wall-clock time from the first training step to the last (tracing
+included: it is the user's time; imports and the data pipeline's
+construction are not).
+Then the full test split (10,000 MNIST images, or 5,000 photo patches) is
+scored with the same stateless dequantization noise: bits/dim = −log p(x) / (D ln 2) in pixel units (Glow
 models x/256 − 0.5, so its log-density is shifted by −D log 256). Each
 contestant runs in its own subprocess (`bench.quality_contestants`).
 Prints JSON lines and a table.
@@ -38,6 +57,7 @@ Prints JSON lines and a table.
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -45,7 +65,8 @@ import time
 
 from bench import SHARED_TFDS, cpu_model
 from bench.common import IMPLS
-from bench.quality_contestants import SHAPE, TARGET, run_config, run_one
+from bench.quality_contestants import DATA, TARGET, Curve, data_shape
+from bench.quality_contestants import run_config, run_one
 
 
 # The levers of `mnist_fast` (README "Bits/dim per minute"), each added
@@ -87,6 +108,24 @@ STRUCTURE = {
 }
 
 
+# The schedule keyed to the time budget (issue 29), for configs whose
+# schedule counts steps: warmup over the first 5% of the budget (mnist_fast's
+# 200 warmup steps were 5% of its 3,800 steps on the fast machine), cosine to
+# lr_decay_rate x the peak at the budget's end.
+TIME_KEYED = {"warmup_steps": 0, "warmup_fraction": 0.05,
+              "lr_decay": "cosine_to_budget", "decay_steps": 0}
+
+
+def time_keyed_runs(names):
+  """(label, config name, overrides): each step-keyed config of `names`
+  with `TIME_KEYED` (configs already keyed to the budget are skipped)."""
+  from training import configs  # pylint: disable=import-outside-toplevel
+  return [(f"realnvp-train --config {name}, schedule keyed to the budget "
+           f"(warmup 5%, cosine to its end)", name, dict(TIME_KEYED))
+          for name in names
+          if not configs.time_keyed_schedule(configs.load(name))]
+
+
 def structure_runs(config="mnist_fast", tolerance=0.10):
   """(label, config name, overrides): the config as shipped, then each
   `STRUCTURE` option; a `ValueError` if one is not within `tolerance` of
@@ -117,12 +156,14 @@ def ablation_runs(config="mnist_fast"):
   return runs
 
 
-def config_parameters(name, overrides=None):
-  """Parameter count of the model a config describes, on MNIST."""
+def config_parameters(name, overrides=None, shape=None):
+  """Parameter count of the model a config describes, on MNIST (or images
+  of `shape`)."""
   from training import configs  # pylint: disable=import-outside-toplevel
   from training import train  # pylint: disable=import-outside-toplevel
   config = dict(configs.load(name), **(overrides or {}))
-  return train.build_model(config, SHAPE, 10).count_params()
+  return train.build_model(config, shape or data_shape("mnist"),
+                           10).count_params()
 
 
 def _label(row):
@@ -173,6 +214,25 @@ def _parser():
   p.add_argument("--keep_runs", default=None,
                  help="keep the config contestants' run directories here "
                       "(one per contestant: checkpoints, metrics.json)")
+  p.add_argument("--data", default="mnist", choices=DATA,
+                 help="mnist (tfds, --data_dir) or photos (bench.photos: "
+                      "colour patches of scikit-image's photos, no download)")
+  p.add_argument("--photos_dir", default=None,
+                 help="where bench.photos caches its PNG folders (default: "
+                      "~/.cache/tfp-realnvp)")
+  p.add_argument("--time_keyed", action="store_true",
+                 help="also run each step-keyed --configs config with its "
+                      "schedule keyed to the time budget (TIME_KEYED)")
+  p.add_argument("--curve_minutes", type=float, default=0.0,
+                 help="keep a weight copy every this many minutes of "
+                      "training and score it afterwards (0 = off)")
+  p.add_argument("--curve_images", type=int, default=1000,
+                 help="test images each curve point is scored on")
+  p.add_argument("--curve_csv", default=None,
+                 help="write every curve point here (label, minutes, steps, "
+                      "bits/dim)")
+  p.add_argument("--curve_png", default=None,
+                 help="plot bits/dim against minutes here")
   p.add_argument("--one", help=argparse.SUPPRESS)
   p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
   return p
@@ -187,12 +247,15 @@ def _child(args):
     keep = (os.path.join(args.keep_runs, f"{args.index:02d}-{name}")
             if args.keep_runs else None)
     row = run_config(name, overrides, args.minutes, args.data_dir,
-                     args.iw_samples, keep)
+                     args.iw_samples, keep, data=args.data,
+                     photos_root=args.photos_dir, curve=_curve(args))
     row["label"] = label
   else:
     impl, checkerboard, precision = spec
     row = run_one(impl, args.minutes, args.data_dir, checkerboard,
-                  precision, args.params or TARGET, args.peer_lr)
+                  precision, args.params or TARGET, args.peer_lr,
+                  data=args.data, photos_root=args.photos_dir,
+                  curve=_curve(args))
   print(json.dumps(row), flush=True)
 
 
@@ -200,8 +263,12 @@ def _runs(p, args):
   """The contestants' specs in run order: the config runs (`--configs`,
   `--ablation`/`--baseline`, `--structure`) then `--impls`; sets
   `args.params` from the first config run when it is not given."""
+  names = [name for name in args.configs.split(",") if name]
   trained = [("train", f"realnvp-train --config {name}", name, {})
-             for name in args.configs.split(",") if name]
+             for name in names]
+  if args.time_keyed:
+    trained += [("train", label, name, overrides) for label, name, overrides
+                in time_keyed_runs(names)]
   if args.ablation or args.baseline:
     trained += [("train", label, name, overrides) for label, name, overrides
                 in ablation_runs()[:None if args.ablation else 1]]
@@ -209,8 +276,9 @@ def _runs(p, args):
     trained += [("train", label, name, overrides) for label, name, overrides
                 in structure_runs()]
   if args.params is None:
-    args.params = (config_parameters(*trained[0][2:]) if trained
-                   else TARGET)
+    args.params = (config_parameters(*trained[0][2:],
+                                     shape=data_shape(args.data))
+                   if trained else TARGET)
   runs = []
   for impl in args.impls.split(",") if args.impls != "none" else []:
     if impl not in IMPLS:
@@ -231,7 +299,10 @@ def _run(index, run, args):
       [sys.executable, "-m", "bench.quality", "--one", json.dumps(run),
        "--minutes", str(args.minutes), "--data_dir", args.data_dir,
        "--params", str(args.params), "--index", str(index),
-       "--peer_lr", str(args.peer_lr)] + (
+       "--peer_lr", str(args.peer_lr), "--data", args.data,
+       "--curve_minutes", str(args.curve_minutes),
+       "--curve_images", str(args.curve_images)] + (
+           ["--photos_dir", args.photos_dir] if args.photos_dir else []) + (
            ["--keep_runs", args.keep_runs] if args.keep_runs else []) + (
            [] if args.iw_samples is None else
            ["--iw_samples", str(args.iw_samples)]),
@@ -247,24 +318,106 @@ def _run(index, run, args):
           "error": proc.stderr.strip().splitlines()[-1:]}
 
 
-def _table(rows, peer_lr):
+def _curve(args):
+  """The `Curve` of a contestant's child process."""
+  return Curve(args.curve_minutes, args.curve_images)
+
+
+def _table(rows, peer_lr, data="mnist"):
+  test = ("MNIST test (10,000 images)" if data == "mnist" else
+          "photo patches of bench.photos (32x32x3, 5,000 test patches)")
   print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()}, {os.cpu_count()} "
-        f"cores; batch 64, MNIST test (10,000 images); peers: Adam "
-        f"{peer_lr:g}")
+        f"cores; batch 64, {test}; peers: Adam {peer_lr:g}")
   print("\n| contestant | params | budget min | train s | steps | images "
-        "seen | test bits/dim | IW bits/dim (K) |")
-  print("|---|---|---|---|---|---|---|---|")
+        "seen | test bits/dim | IW bits/dim (K, images) | command s |")
+  print("|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     if "error" in r:
-      print(f"| {_label(r)} | error: {r['error']} |||||||")
+      print(f"| {_label(r)} | error: {r['error']} ||||||||")
       continue
     bound = " (variational bound)" if r.get("bound", "").startswith(
         "variational") else ""
-    iw = (f"{r['test_iw_bits_per_dim']:.3f} ({r['iw_samples']})"
+    iw = (f"{r['test_iw_bits_per_dim']:.3f} ({r['iw_samples']}, "
+          f"{r.get('iw_images') or r.get('test_images')})"
           if r.get("test_iw_bits_per_dim") is not None else "–")
+    # realnvp-train's whole command (set-up to metrics.json): the budget
+    # must hold end to end.
+    total = (f"{r['phase_seconds']['total']:.0f}"
+             if r.get("phase_seconds") else "–")
     print(f"| {_label(r)} | {r['parameters']:,} | {r['minutes']:g} | "
           f"{r['train_seconds']:.0f} | {r['steps']} | {r['images_seen']:,} | "
-          f"{r['test_bits_per_dim']:.3f}{bound} | {iw} |")
+          f"{r['test_bits_per_dim']:.3f}{bound} | {iw} | {total} |")
+
+
+def curve_points(rows):
+  """`[(label, minutes, steps, bits/dim, images)]` of every row's curve."""
+  return [(_label(r), p["minutes"], p["steps"], p["bits_per_dim"],
+           p["images"]) for r in rows if "error" not in r
+          for p in r.get("curve", [])]
+
+
+def write_curve_csv(rows, path):
+  """The curve points as CSV: contestant, minutes, steps, bits_per_dim,
+  images."""
+  import csv  # pylint: disable=import-outside-toplevel
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    out = csv.writer(f)
+    out.writerow(["contestant", "minutes", "steps", "bits_per_dim",
+                  "images"])
+    for label, minutes, steps, bpd, images in curve_points(rows):
+      out.writerow([label, f"{minutes:.3f}", steps, f"{bpd:.4f}", images])
+
+
+COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14),
+           (148, 103, 189), (140, 86, 75), (23, 190, 207), (127, 127, 127))
+
+
+def plot_curves(rows, path, title="test bits/dim against training minutes"):
+  """A line per contestant, bits/dim against minutes (PNG, drawn with
+  Pillow: matplotlib is not a dependency)."""
+  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  points = curve_points(rows)
+  if not points:
+    raise ValueError("no curve points (run with --curve_minutes)")
+  width, height, left, right, top, bottom = 900, 560, 70, 20, 40, 170
+  x_max = max(p[1] for p in points) or 1.0
+  finite = [p[3] for p in points if math.isfinite(p[3])]
+  y_lo, y_hi = min(finite), max(finite)
+  pad = 0.05 * (y_hi - y_lo or 1.0)
+  y_lo, y_hi = y_lo - pad, y_hi + pad
+
+  def xy(minutes, bpd):
+    return (left + (width - left - right) * minutes / x_max,
+            top + (height - top - bottom) * (y_hi - bpd) / (y_hi - y_lo))
+  image = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(image)
+  draw.text((left, 12), title, fill="black")
+  draw.rectangle([left, top, width - right, height - bottom],
+                 outline="black")
+  for minute in range(int(x_max) + 1):
+    x, _ = xy(minute, y_lo)
+    draw.line([x, height - bottom, x, height - bottom + 5], fill="black")
+    draw.text((x - 3, height - bottom + 8), str(minute), fill="black")
+  draw.text((width // 2 - 40, height - bottom + 24), "training minutes",
+            fill="black")
+  for i in range(6):
+    bpd = y_lo + (y_hi - y_lo) * i / 5
+    _, y = xy(0, bpd)
+    draw.line([left - 5, y, left, y], fill="black")
+    draw.text((8, y - 6), f"{bpd:.3f}", fill="black")
+  labels = list(dict.fromkeys(p[0] for p in points))
+  for i, label in enumerate(labels):
+    colour = COLOURS[i % len(COLOURS)]
+    line = [xy(p[1], p[3]) for p in points
+            if p[0] == label and math.isfinite(p[3])]
+    if len(line) > 1:
+      draw.line(line, fill=colour, width=2)
+    for x, y in line:
+      draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+    y = height - bottom + 48 + 16 * i
+    draw.line([left, y + 6, left + 24, y + 6], fill=colour, width=3)
+    draw.text((left + 32, y), label, fill="black")
+  image.save(path)
 
 
 def main(argv=None):
@@ -273,15 +426,25 @@ def main(argv=None):
   if args.one:
     _child(args)
     return 0
-  if not os.path.isdir(os.path.join(args.data_dir, "mnist")):
+  if args.data == "mnist" and not os.path.isdir(
+      os.path.join(args.data_dir, "mnist")):
     p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
+  if args.data == "photos":
+    # Written once before any contestant (cached by content hash).
+    from bench import photos  # pylint: disable=import-outside-toplevel
+    _, folder = photos.prepare(args.photos_dir)
+    print(f"photo patches: {folder}", file=sys.stderr, flush=True)
   rows = []
   for index, run in enumerate(_runs(p, args)):
     # One after the other: never two at once.
     row = _run(index, run, args)
     print(json.dumps(row), flush=True)
     rows.append(row)
-  _table(rows, args.peer_lr)
+  _table(rows, args.peer_lr, args.data)
+  if args.curve_csv:
+    write_curve_csv(rows, args.curve_csv)
+  if args.curve_png:
+    plot_curves(rows, args.curve_png)
   return 0
 
 
