@@ -160,6 +160,7 @@ def run_config(name, overrides, minutes, data_dir, iw_samples=None,
          "test_iw_bits_per_dim": metrics.get(
              "test_importance_weighted_bits_per_dim"),
          "phase_seconds": metrics.get("phase_seconds"),
+         "process_seconds": metrics.get("process_seconds"),
          "lr_schedule": metrics.get("lr_schedule"),
          "run_dir": keep_dir}
   if curve.snapshots:

@@ -82,7 +82,7 @@ def test_flags_and_evaluation_subsets():
   assert configs.evaluation_subset(config, "score_reference_images") == 0
   # Unset: fixed-size subsets with a budget, everything without one.
   budget = _config(max_train_minutes=10)
-  assert configs.evaluation_subset(budget, "test_iw_images") == 1000
+  assert configs.evaluation_subset(budget, "test_iw_images") == 500
   assert configs.evaluation_subset(budget, "score_reference_images") == 2048
   assert configs.evaluation_subset(_config(), "test_iw_images") == 0
   assert configs.evaluation_subset(_config(), "score_reference_images") == 0

@@ -45,6 +45,8 @@ def test_budget_run_records_phases_subsets_and_schedule(tmp_path):
              - phases["total"]) < 1.0
   assert phases["total"] <= 60 * BUDGET_MINUTES + MARGIN_SECONDS
   assert phases["fit"] >= 60 * BUDGET_MINUTES
+  # Since the process started (here: pytest's), at least the run's total.
+  assert metrics["process_seconds"] >= phases["total"]
   # The evaluation subsets, as metrics.json states them.
   assert metrics["train_images"] == 300
   assert metrics["score_reference_subset"]["images"] == 300

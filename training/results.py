@@ -16,7 +16,7 @@ With `max_train_minutes` the two passes that grow with the data run on
 fixed-size subsets unless the config says otherwise
 (`configs.evaluation_subset`): the typicality reference on the first 2,048
 images of the shuffled training pipeline instead of a whole epoch, and the
-importance-weighted figure on 1,000 test images instead of all (K draws
+importance-weighted figure on 500 test images instead of all (K draws
 each), so the whole command ends soon after its budget. Each phase shows a
 progress bar (with `verbose` > 0; one line every 10 s when stdout is not a
 terminal) and `phase_seconds` in metrics.json records its wall time.
@@ -70,6 +70,7 @@ class _Counted:
       self.bar.update(self.batches)
       return np.int32(0)
 
+    @tf.autograph.experimental.do_not_convert
     def count(*element):
       structure = element if isinstance(ds.element_spec, tuple) else (
           element[0])
@@ -83,8 +84,9 @@ class _Counted:
   def finish(self):
     """Ends the bar on the count reached (its target may have been an
     estimate) and returns the images counted."""
-    self.bar.target = self.batches
-    self.bar.update(self.batches, finalize=True)
+    if self.bar.target is None or self.batches < self.bar.target:
+      self.bar.target = self.batches
+      self.bar.update(self.batches, finalize=True)
     return self.images
 
 
@@ -220,9 +222,18 @@ def importance_weighted(model, datasets, config, test_images, data_dir=None,
   mask[np.arange(test_images) if chosen is None else chosen] = True
   mask = tf.constant(mask)
   last = test_images - 1
-  test = (test.unbatch().take(test_images).enumerate()
-          .filter(lambda i, element: tf.gather(mask, tf.minimum(i, last)))
-          .map(lambda i, element: element).batch(batch)
+
+  @tf.autograph.experimental.do_not_convert
+  def chosen_image(i, element):
+    del element
+    return tf.gather(mask, tf.minimum(i, last))
+
+  @tf.autograph.experimental.do_not_convert
+  def without_index(i, element):
+    del i
+    return element
+  test = (test.unbatch().take(test_images).enumerate().filter(chosen_image)
+          .map(without_index).batch(batch)
           .apply(tf.data.experimental.assert_cardinality(
               math.ceil(count / batch))))
   _phase(verbose, f"importance-weighted test bits/dim (K = {k}) on "

@@ -27,13 +27,15 @@ A run directory (`runs/<config>-<timestamp>/` or `--output_dir`) receives:
                          wall time of fit in the process that trained last),
                          wall time, phase_seconds (setup, fit,
                          score_reference, evaluation, iw_evaluation,
-                         figures, export, total: this process), the
-                         evaluation subsets used, config
+                         figures, export, total: this process),
+                         process_seconds (since the process started:
+                         imports included), the evaluation subsets used,
+                         config
 
 With --max_train_minutes the whole command ends soon after the budget: the
 typicality reference uses the first 2,048 images of the shuffled training
 pipeline (--score_reference_images) and the importance-weighted figure a
-seeded random subset of 1,000 test images (--test_iw_images); the
+seeded random subset of 500 test images (--test_iw_images); the
 single-draw test bits/dim is always the whole test split. --warmup_fraction
 and --lr_decay cosine_to_budget key the learning rate to the budget's
 elapsed time instead of steps.
@@ -79,6 +81,20 @@ build_optimizer = builders.build_optimizer
 load_datasets = builders.load_datasets
 config_differences = rundir.config_differences
 ExportError = results.ExportError
+
+
+def process_seconds():
+  """Seconds since this process started (the user's wait, interpreter and
+  imports included, when realnvp-train is its own process); None where
+  /proc is not there."""
+  try:
+    with open("/proc/self/stat", encoding="ascii") as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+    with open("/proc/uptime", encoding="ascii") as f:
+      uptime = float(f.read().split()[0])
+    return round(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 3)
+  except (OSError, ValueError, IndexError):
+    return None
 
 
 def weights_sha256(model):
@@ -314,6 +330,7 @@ def _write_metrics(r, datasets, model, done, test_bpd, test_images, iw,
     metrics["lr_schedule"] = done["lr_schedule"]
   metrics["phase_seconds"] = dict(
       phases.seconds, total=round(time.perf_counter() - phases.started, 3))
+  metrics["process_seconds"] = process_seconds()
   rundir.write_metrics(r.run_dir, metrics)
   # The run is done: its training state is no longer needed.
   rundir.finish(r.run_dir, rundir.backup_dir(r.own_dir))
