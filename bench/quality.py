@@ -37,6 +37,8 @@ the same pipeline stages, so every test image has the same noise.
 minutes of training and scores them after training (outside the budget) on
 the first `--curve_images` test images: bits/dim against wall-clock
 minutes, in each row's `curve`, `--curve_csv` and `--curve_png` (a plot).
+The points are the weights being trained (the last one: when training
+stopped); a config run's test figure is its best checkpoint's (validation).
 
 Contestants (`--impls`): `ours` once per `--checkerboard` and
 `--mixed_precision`, normflows Glow / Real NVP (`nf_glow`, `nf_realnvp`,

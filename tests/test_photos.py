@@ -188,3 +188,18 @@ def test_peer_on_photos_with_a_curve_then_csv_and_plot(monkeypatch,
   quality.plot_curves(rows, str(tmp_path / "curve.png"))
   from PIL import Image  # pylint: disable=import-outside-toplevel
   assert Image.open(tmp_path / "curve.png").size == (900, 560)
+
+
+def test_config_contestant_curve_loads_its_copies_into_the_config_model(
+    tmp_path):
+  tiny = {"num_scales": 1, "num_res_blocks": 0, "num_filters": 4,
+          "epochs": 50, "steps_per_epoch": 5, "validation_steps": 1,
+          "num_samples": 4, "interpolation_steps": 2}
+  row = quality.run_config("digits", tiny, minutes=0.1, data_dir=None,
+                           keep_dir=str(tmp_path / "kept"),
+                           curve=contestants.Curve(0.02, images=100))
+  curve = row["curve"]
+  assert len(curve) >= 2 and all(p["images"] == 100 for p in curve)
+  assert curve[-1]["steps"] == row["steps"]
+  assert all(np.isfinite(p["bits_per_dim"]) for p in curve)
+  assert row["process_seconds"] >= row["phase_seconds"]["total"]
