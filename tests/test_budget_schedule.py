@@ -112,7 +112,7 @@ class _Tick(keras.callbacks.Callback):
     self._before = None
 
   def on_train_batch_begin(self, batch, logs=None):
-    self.seen.append(float(self.schedule.progress))
+    self.seen.append(float(self.schedule.progress.numpy()))
     self.rates.append(float(self.model.optimizer.learning_rate))
     self._before = [w.numpy() for w in self.model.trainable_weights]
 
@@ -149,3 +149,20 @@ def test_callback_moves_progress_with_the_clock(monkeypatch):
   assert progress.learning_rate == pytest.approx(_at(schedule, 0.9))
   with pytest.raises(ValueError, match="minutes"):
     callbacks_lib.BudgetProgress(schedule, 0)
+
+
+def test_callback_feeds_the_schedule_under_a_mirrored_strategy(monkeypatch):
+  clock = _Clock()
+  monkeypatch.setattr(callbacks_lib, "time", clock)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    schedule = BudgetSchedule(PEAK, warmup_fraction=0.5, decay="cosine")
+    model = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, num_res_blocks=0,
+                                num_filters=4)
+    model.compile(optimizer=keras.optimizers.Adam(schedule))
+  tick = _Tick(clock, schedule)
+  x = np.random.default_rng(0).integers(0, 256, (16, 4, 4, 1)) + 0.5
+  model.fit(x.astype(np.float32), batch_size=4, epochs=1, verbose=0,
+            callbacks=[callbacks_lib.BudgetProgress(schedule, 8 / 60), tick])
+  assert tick.seen == pytest.approx([0.0, 0.125, 0.25, 0.375])
+  assert tick.moved == [False, True, True, True]
