@@ -115,9 +115,9 @@ def final_model(model, run_dir, config, datasets, multi_worker, verbose=0):
     batch = min(batch, datasets.train_size)
   subset = configs.evaluation_subset(config, "score_reference_images")
   if subset:
-    # The first `subset` images of a new pass over the shuffled pipeline
-    # (no pass over a whole epoch; a few batches more than the subset are
-    # read to fill the shuffle buffer).
+    # The first `subset` images of a new pass over the shuffled pipeline,
+    # not a whole epoch (the pass fills the shuffle buffer first: up to
+    # `shuffle_buffer` more images are read, not scored).
     train = datasets.train.unbatch().take(subset).batch(batch)
     steps = None
     target = math.ceil(min(subset, epoch or subset) / batch)
