@@ -64,11 +64,12 @@ import time
 import keras
 import tensorflow as tf
 
-from tfp_realnvp import digests
 from training import backup as backup_lib
+from training import budget as budget_lib
 from training import builders
 from training import callbacks as callbacks_lib
 from training import configs
+from training import fitting
 from training import flags
 from training import results
 from training import rundir
@@ -81,26 +82,9 @@ build_optimizer = builders.build_optimizer
 load_datasets = builders.load_datasets
 config_differences = rundir.config_differences
 ExportError = results.ExportError
-
-
-def process_seconds():
-  """Seconds since this process started (the user's wait, interpreter and
-  imports included, when realnvp-train is its own process); None where
-  /proc is not there."""
-  try:
-    with open("/proc/self/stat", encoding="ascii") as f:
-      fields = f.read().rsplit(")", 1)[1].split()
-    with open("/proc/uptime", encoding="ascii") as f:
-      uptime = float(f.read().split()[0])
-    return round(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 3)
-  except (OSError, ValueError, IndexError):
-    return None
-
-
-def weights_sha256(model):
-  """`digests.weights_sha256` of all the model's weights (the replicas of a
-  run must agree bit-wise)."""
-  return digests.weights_sha256(model.weights)
+# Moved to training/budget.py and fitting.py; still importable here.
+process_seconds = budget_lib.process_seconds
+weights_sha256 = fitting.weights_sha256
 
 
 def run(config, output_dir=None, data_dir=None, manual_dir=None,
@@ -118,7 +102,7 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
   explicit `output_dir`; non-chief workers return after `fit`.
   `callbacks` are extra Keras callbacks for `fit` (after the run's own).
   """
-  phases = _Phases()
+  phases = budget_lib.Phases()
   r = _set_up(config, output_dir, fresh, strategy, devices, tpu,
               data_dir=data_dir, manual_dir=manual_dir, download=download)
   previous = _previous_result(r)
@@ -151,21 +135,6 @@ def run(config, output_dir=None, data_dir=None, manual_dir=None,
                         reference, export_path, phases)
 
 
-class _Phases:
-  """Wall time of each phase of `run` (`phase_seconds` in metrics.json):
-  setup, fit, score_reference, evaluation, iw_evaluation, figures, export
-  and total (from `run`'s start to the metrics)."""
-
-  def __init__(self):
-    self.started = self._last = time.perf_counter()
-    self.seconds = {}
-
-  def end(self, name):
-    now = time.perf_counter()
-    self.seconds[name] = round(now - self._last, 3)
-    self._last = now
-
-
 @dataclasses.dataclass
 class _Run:
   """What the phases of `run` share: the config, the run directory, who this
@@ -183,7 +152,7 @@ class _Run:
   manual_dir: str | None = None
   download: bool = True
   # The optimizer's time-keyed schedule (`builders.budget_schedule`), whose
-  # progress `_fit` feeds; None for a step-keyed or constant rate.
+  # progress `fitting.fit` feeds; None for a step-keyed or constant rate.
   schedule: object = None
 
   @property
@@ -284,8 +253,8 @@ def _train(r, datasets, model, backup, restored, extra_callbacks, verbose):
   that result); the chief writes training_done.json."""
   if r.trained:
     return rundir.read_done(r.run_dir)
-  done = _fit(model, r.config, datasets, r.run_dir, r.chief, backup,
-              restored, list(extra_callbacks), verbose, r.schedule)
+  done = fitting.fit(model, r.config, datasets, r.run_dir, r.chief, backup,
+                     restored, list(extra_callbacks), verbose, r.schedule)
   done["resumed"] = r.resuming
   if not r.chief:
     result = dict(done, worker=list(strategy_lib.task(r.strategy)))
@@ -301,7 +270,7 @@ def _write_metrics(r, datasets, model, done, test_bpd, test_images, iw,
                    reference, export_path, phases):
   """Metrics: writes metrics.json (the run is finished), removes the
   training state and prints the test figure; returns the metrics dict.
-  `phases`: the run's `_Phases` (their total ends here)."""
+  `phases`: the run's `budget.Phases` (their total ends here)."""
   config = r.config
   name, monitor = model.bits_per_dim_name, rundir.monitor_of(config)
   metrics = {
@@ -340,86 +309,6 @@ def _write_metrics(r, datasets, model, done, test_bpd, test_images, iw,
             if k.startswith("test_importance")),
         flush=True)
   return metrics
-
-
-def _fit(model, config, datasets, run_dir, chief, backup, restored,
-         extra_callbacks, verbose, schedule=None):
-  """`model.fit` from the `restored` epoch; returns the training summary.
-  `schedule`: a time-keyed learning rate (`BudgetSchedule`) to feed."""
-  batch = config["batch_size"]
-  if datasets.train_size:
-    batch = min(batch, datasets.train_size)  # one partial batch per epoch
-  throughput = callbacks_lib.Throughput(batch)
-  log_dir = os.path.join(run_dir, "logs")
-  cbs = [callbacks_lib.NonFiniteLossGuard(), callbacks_lib.EmptyEpochGuard(),
-         throughput]
-  checkpoint = None
-  if chief:  # only the chief writes the shared artifacts
-    rundir.trim_training_log(run_dir, restored)
-    checkpoint = callbacks_lib.AtomicModelCheckpoint(
-        os.path.join(run_dir, rundir.BEST_MODEL),
-        state_path=os.path.join(run_dir, rundir.BEST_STATE),
-        monitor=rundir.monitor_of(config), mode="min", save_best_only=True,
-        initial_value_threshold=rundir.best_so_far(
-            run_dir, rundir.monitor_of(config)))
-    cbs += [
-        checkpoint,
-        keras.callbacks.CSVLogger(os.path.join(run_dir, rundir.LOG_FILE),
-                                  append=True),
-        keras.callbacks.TensorBoard(log_dir=log_dir),
-        callbacks_lib.SampleImages(log_dir, config["num_samples"],
-                                   config["temperatures"], config["seed"]),
-    ]
-  # The backup comes after the best checkpoint and the log: a crash between
-  # them makes the rerun train that epoch again (its log row is replaced)
-  # instead of losing a best model or a log row.
-  cbs.append(backup)
-  if config["max_train_minutes"]:
-    # All workers stop at the same epoch (the decision is all-reduced).
-    cbs.append(callbacks_lib.TimeBudget(config["max_train_minutes"]))
-  progress = None
-  if schedule is not None:
-    # Before every step: the fraction of the budget elapsed (validated:
-    # a time-keyed schedule needs max_train_minutes).
-    progress = callbacks_lib.BudgetProgress(schedule,
-                                            config["max_train_minutes"])
-    cbs.append(progress)
-  cbs += extra_callbacks
-  if restored >= config["epochs"]:
-    print(f"the run has already trained {restored} epochs (--epochs "
-          f"{config['epochs']}); no more training", flush=True)
-  # With a fixed number of steps per epoch the stream must not run dry.
-  train = (datasets.train.repeat() if config["steps_per_epoch"]
-           else datasets.train)
-  fit_started = time.perf_counter()
-  history = model.fit(
-      train, score_statistics=False,  # done for the best model at the end
-      epochs=config["epochs"], initial_epoch=restored,
-      steps_per_epoch=config["steps_per_epoch"] or None,
-      validation_data=datasets.validation,
-      validation_steps=config["validation_steps"] or None,
-      callbacks=cbs, verbose=verbose if chief else 0)
-  train_seconds = time.perf_counter() - fit_started
-  best = None if checkpoint is None or checkpoint.best is None else float(
-      checkpoint.best)
-  summary = {
-      "last_epoch": (history.epoch[-1] + 1) if history.epoch else restored,
-      "epochs_run_in_this_process": len(history.epoch),
-      "best_" + rundir.monitor_of(config): best,
-      "train_images_per_second": throughput.images_per_second,
-      "train_seconds": train_seconds,
-      "train_steps": throughput.steps,
-      "final_weights_sha256": weights_sha256(model),
-  }
-  if progress is not None:
-    # The budget's elapsed fraction when fit ended (1 when the budget
-    # stopped it), and what the last step used.
-    summary["lr_schedule"] = {
-        "keyed_to": "time budget",
-        "final_progress": progress.final_progress,
-        "last_step_progress": progress.progress,
-        "last_step_learning_rate": progress.learning_rate}
-  return summary
 
 
 # --- command line ------------------------------------------------------------------
