@@ -10,6 +10,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework import ops  # noqa: E402
+from tensorflow_probability.python.bijectors import (  # noqa: E402
+    bijector as bijector_lib)
+from tensorflow_probability.python.internal import cache_util  # noqa: E402
 
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
                                       "shared"))
@@ -68,12 +72,70 @@ def frozen_batch_norm_dense_log_det(mean, variance, log_gamma, beta, x):
       bijectors.FlowBatchNorm(frozen, training=False).forward, x)
 
 
+def _bijector_caches():
+  """The class-level caches of every loaded `tfb.Bijector` subclass (TFP's
+  and this package's `_cache` class attributes: one global storage each)."""
+  seen, stack, caches = set(), [bijector_lib.Bijector], []
+  while stack:
+    cls = stack.pop()
+    if cls in seen:
+      continue
+    seen.add(cls)
+    stack.extend(cls.__subclasses__())
+  for cls in {base for cls in seen for base in cls.__mro__}:  # and mixins
+    cache = vars(cls).get("_cache")
+    if isinstance(cache, cache_util.BijectorCache):
+      caches.append(cache)
+  return caches
+
+
+def clear_bijector_caches():
+  """Empties the bijector caches. Their entries for a traced function's
+  symbolic tensors never expire: the entry keeps its log-det attribute
+  (a symbolic tensor, hence its whole FuncGraph) alive, the graph keeps the
+  weakly keyed input and output alive, and the key holds the bijector and
+  its Keras layers. So every graph ever traced, with its model, stayed
+  reachable from a class attribute: the heap grew by ~10^6 objects per
+  XLA test module and every full garbage collection walked all of it. Entries
+  are only reused within one evaluation (tfp_realnvp.bijectors.cache), so
+  between tests none is live."""
+  for cache in _bijector_caches():
+    for key in list(cache.storage):
+      key.cancel()  # no weakref callback into the dropped storage
+    cache.storage = cache_util.EphemeralDict()
+
+
+def _custom_gradient_names():
+  # pylint: disable-next=protected-access
+  return {name for name in ops._gradient_registry._registry
+          if name.startswith("CustomGradient-")}
+
+
+def drop_custom_gradients(names):
+  """Unregisters the gradients `tf.custom_gradient` registered for graph
+  tracing under `names`. In graph mode each traced call registers its own
+  gradient function, forever, in TF's global registry, and that function's
+  closure holds the traced graph (here: the cross-replica `all_reduce` of
+  every Keras train step: its whole FuncGraph). A function traced in a
+  finished test module is never differentiated again (a session-scoped
+  fixture must not hand one to a later module for differentiation)."""
+  # pylint: disable-next=protected-access
+  registry = ops._gradient_registry._registry
+  for name in names:
+    registry.pop(name, None)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_module_state():
-  """After each test module: drop Keras' global graph state and collect.
-  Without it garbage from earlier modules (traced and XLA-compiled
-  functions) was collected in one pause of minutes inside a later test."""
+  """After each test module: drop what keeps its traced graphs (and their
+  models) reachable from globals — bijector cache entries, custom
+  gradients — and Keras' global graph state, then collect. Left reachable,
+  the graphs of all earlier modules (up to ~10^6 objects each) made every
+  full collection walk them all: pauses of minutes late in the run."""
+  before = _custom_gradient_names()
   yield
+  clear_bijector_caches()
+  drop_custom_gradients(_custom_gradient_names() - before)
   keras.backend.clear_session()
   gc.collect()
 
