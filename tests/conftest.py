@@ -15,6 +15,15 @@ from tensorflow_probability.python.bijectors import (  # noqa: E402
     bijector as bijector_lib)
 from tensorflow_probability.python.internal import cache_util  # noqa: E402
 
+# Under pytest-xdist (pytest.ini runs one worker per core) each worker gets
+# its share of the cores for TensorFlow's thread pools: two processes that
+# each spin a pool as wide as the machine only take turns.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+  _THREADS = max(1, (os.cpu_count() or 1) // _WORKERS)
+  tf.config.threading.set_intra_op_parallelism_threads(_THREADS)
+  tf.config.threading.set_inter_op_parallelism_threads(_THREADS)
+
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
                                       "shared"))
 

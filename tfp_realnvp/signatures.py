@@ -7,7 +7,6 @@ model itself uses; every function uses only the model's public methods.
 
 import warnings
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -136,8 +135,31 @@ def _bind(endpoints, method, conditional):
           "latent": lambda latent: fn(latent)}[arg]
 
 
+def _variables_used(concrete_functions):
+  """The variables the traced functions capture, each once, in order."""
+  seen, used = set(), []
+  for fn in concrete_functions:
+    for v in fn.variables:
+      if id(v) not in seen:
+        seen.add(id(v))
+        used.append(v)
+  return used
+
+
 def write_saved_model(model, path):
-  """Writes the serving SavedModel of `model` to `path` (not atomic)."""
+  """Writes the serving SavedModel of `model` to `path` (not atomic).
+
+  `tf.saved_model.save` of a `tf.Module` that holds only the variables the
+  signature functions capture, with each function traced once
+  (`autograph=False`, as Keras' `ExportArchive` does) and passed as a
+  signature. Not `keras.export.ExportArchive`, and the functions are not
+  attributes of the module: either way `tf.saved_model.save` traces every
+  function again in its save context, and the archive also walks every
+  `tf.function` of the tracked model. The signatures (what TF Serving and
+  `tf.saved_model.load(path).signatures[...]` call) are the same. Measured
+  (`export_for_serving` of an untrained 8×8×1 two-scale model, 2-core Xeon
+  VM with AVX-512, 2026-12-07): 29.5 s with the archive, 14.9 s this way.
+  """
   endpoints = _Endpoints(model)
   if not endpoints.typicality:
     warnings.warn(
@@ -145,13 +167,14 @@ def write_saved_model(model, path):
         "typicality reference is not set or was computed with other weights "
         "(call model.compute_score_statistics(training_data) before "
         "exporting)", stacklevel=2)
-  archive = keras.export.ExportArchive()
-  archive.track(model)
+  module = tf.Module(name=model.name)
+  signatures = {}
   for signature, (method, spec) in _specs(model).items():
-    archive.add_endpoint(signature, _bind(endpoints, method,
-                                          endpoints.conditional),
-                         input_signature=spec)
-  archive.write_out(path, verbose=False)
+    fn = tf.function(_bind(endpoints, method, endpoints.conditional),
+                     input_signature=spec, autograph=False)
+    signatures[signature] = fn.get_concrete_function()
+  module.serving_variables = _variables_used(signatures.values())
+  tf.saved_model.save(module, path, signatures=signatures)
 
 
 def example_inputs(model, signature, n=2, seed=0):
