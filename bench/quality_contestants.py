@@ -270,6 +270,22 @@ def _train_ours(pipelines, shape, start, budget, target, learning_rate,
           model.set_weights)
 
 
+def _train_until(pipelines, step, start, budget, curve, weights):
+  """Runs `step(x)` on the training batches until `budget` seconds after
+  `start`, marking the quality curve (`weights()` copies the weights);
+  returns the steps taken."""
+  steps = 0
+  for x in pipelines.train.repeat():
+    step(x)
+    steps += 1
+    now = time.perf_counter()
+    curve.maybe(now, steps, weights)
+    if now - start >= budget:
+      break
+  curve.final(time.perf_counter(), steps, weights)
+  return steps
+
+
 def _train_torch_peer(impl, pipelines, shape, start, budget, target,
                       learning_rate, curve):
   """(parameters, steps, nll, load weights) of a normflows peer
@@ -286,17 +302,12 @@ def _train_torch_peer(impl, pipelines, shape, start, budget, target,
   def weights():
     return {k: v.detach().clone() for k, v in flow.state_dict().items()}
 
-  steps = 0
-  for x in pipelines.train.repeat():
+  def step(x):
     optimizer.zero_grad(set_to_none=True)
     torch.mean(torch_peers.pixel_nll(flow, model_space(x), shape)).backward()
     optimizer.step()
-    steps += 1
-    now = time.perf_counter()
-    curve.maybe(now, steps, weights)
-    if now - start >= budget:
-      break
-  curve.final(time.perf_counter(), steps, weights)
+
+  steps = _train_until(pipelines, step, start, budget, curve, weights)
 
   def nll(x):
     with torch.no_grad():
@@ -319,15 +330,7 @@ def _train_tfp_glow(pipelines, shape, start, budget, target, curve):
     for v, value in zip(dist.variables, values):
       v.assign(value)
 
-  steps = 0
-  for x in pipelines.train.repeat():
-    step(x)
-    steps += 1
-    now = time.perf_counter()
-    curve.maybe(now, steps, weights)
-    if now - start >= budget:
-      break
-  curve.final(time.perf_counter(), steps, weights)
+  steps = _train_until(pipelines, step, start, budget, curve, weights)
   nll = tf.function(
       lambda x: -models.glow_log_prob_pixels(dist, x, shape))
   return params, steps, nll, restore

@@ -154,11 +154,27 @@ def _flops(ok, passes, peaks, show_isa=False):
             f"{_fmt(r.get('data_images_per_second'))} |")
 
 
+def _cells(ok):
+  """The (workload, preset) pairs of `ok`, in order of first appearance."""
+  return [(w, p) for w in dict.fromkeys(r["workload"] for r in ok)
+          for p in dict.fromkeys(r["preset"] for r in ok)]
+
+
+def _pass_medians(rows, label, w, p, passes):
+  """Per figure of `FIGURES`: the median over `passes` of `label`'s best
+  value in `rows` (`None` if it has none)."""
+  medians = []
+  for key in FIGURES:
+    vals = [v for v in (_best(rows, label, key, w, p, n) for n in passes)
+            if v]
+    medians.append(statistics.median(vals) if vals else None)
+  return medians
+
+
 def _medians(ok, labels, passes):
   """Per workload, preset and contestant: the medians over passes and, for
   ours, the ratio to each peer (the median of the same-pass ratios)."""
-  cells = [(w, p) for w in dict.fromkeys(r["workload"] for r in ok)
-           for p in dict.fromkeys(r["preset"] for r in ok)]
+  cells = _cells(ok)
   print(f"\nMedians over {len(passes)} interleaved passes (best of the jit "
         "settings within a pass); ratio = median over passes of the "
         "same-pass ratio, per-pass ratios in brackets:")
@@ -173,11 +189,7 @@ def _medians(ok, labels, passes):
       params = _best(ok, label, "parameters", w, p)
       if params is None:
         continue
-      medians = []
-      for key in FIGURES:
-        vals = [v for v in (_best(ok, label, key, w, p, n) for n in passes)
-                if v]
-        medians.append(statistics.median(vals) if vals else None)
+      medians = _pass_medians(ok, label, w, p, passes)
       ratio_cells = [_ratios(ok, label, peer, w, p, passes)
                      if label.startswith("ours") else "" for peer in peers]
       print(f"| {w} | {p} | {label} | {params:,} | " +
@@ -205,8 +217,7 @@ def _medians_by_isa(ok, labels, passes, isas):
   passes (train / log_prob / sample img/s), ours / each peer within that
   setting, and for every setting after the first, this setting / the
   first for the same contestant (each the median of same-pass ratios)."""
-  cells = [(w, p) for w in dict.fromkeys(r["workload"] for r in ok)
-           for p in dict.fromkeys(r["preset"] for r in ok)]
+  cells = _cells(ok)
   peers = [l for l in labels if not l.startswith("ours")]
   by_isa = {isa: [r for r in ok if _isa(r) == isa] for isa in isas}
   head = []
@@ -229,11 +240,7 @@ def _medians_by_isa(ok, labels, passes, isas):
       row = []
       for i, isa in enumerate(isas):
         rows = by_isa[isa]
-        medians = []
-        for key in FIGURES:
-          vals = [v for v in (_best(rows, label, key, w, p, n)
-                              for n in passes) if v]
-          medians.append(statistics.median(vals) if vals else None)
+        medians = _pass_medians(rows, label, w, p, passes)
         row.append(" / ".join(_fmt(m) for m in medians))
         row += [_ratios(rows, label, peer, w, p, passes)
                 if label.startswith("ours") else "" for peer in peers]

@@ -152,6 +152,37 @@ def test_one_evaluation_is_one_network_pass():
     net.call = original
 
 
+def _cache_entries():
+  # pylint: disable-next=protected-access
+  return sum(len(storage) for storage in list(cache._storages.values()))
+
+
+def test_a_closed_evaluation_leaves_no_cache_entry():
+  """Entries for traced (symbolic) tensors never expire by themselves (the
+  graph holds the tensors): left in place they kept every traced graph, and
+  its model, alive. (TFP's own class caches of tfb.Reshape, Split, ... do
+  the same; tests/conftest.py clears those per module.)"""
+  model = _model()
+  x = _images()
+  before = _cache_entries()
+  seen = {}
+
+  @tf.function
+  def traced(images):
+    with cache.evaluation():
+      lp = model.log_prob(images)
+      seen["inside"] = _cache_entries()
+      # Closing another evaluation (another thread's) keeps these entries.
+      cache._drop_entries(cache._Evaluation())  # pylint: disable=protected-access
+      seen["after_other"] = _cache_entries()
+    return lp
+
+  traced.get_concrete_function(x)
+  assert seen["inside"] > before   # the evaluation used the cache
+  assert seen["after_other"] == seen["inside"]
+  assert _cache_entries() == before
+
+
 def test_every_training_call_updates_moving_statistics():
   model = _model()
   x = _images(8)

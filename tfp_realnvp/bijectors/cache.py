@@ -10,7 +10,7 @@ entry keyed on (tensor, layer) outlives a training step, and a later call
 with the same tensor object would return the answer of the old weights.
 
 Here a cache entry is keyed on the tensor, the bijector *and the evaluation*
-it was computed in:
+it was computed in, and removed when that evaluation closes:
 
 ```
   with evaluation():            # one evaluation (a token)
@@ -51,6 +51,7 @@ entry is keyed on; `tests/test_private_apis.py` fails loudly if one moves):
 import contextlib
 import itertools
 import threading
+import weakref
 
 from tensorflow_probability.python.bijectors import chain as chain_lib
 from tensorflow_probability.python.bijectors import invert as invert_lib
@@ -98,6 +99,35 @@ def evaluation():
     yield token
   finally:
     _local.token = None
+    _drop_entries(token)
+
+
+# The storages of this module's caches (bound copies share their class
+# cache's storage), weakly.
+_storages = weakref.WeakValueDictionary()
+
+
+def _drop_entries(token):
+  """Removes the entries of the closed evaluation `token` from every cache.
+
+  They can never be hit again, and an entry for a symbolic tensor never
+  expires by itself: its log-det attribute holds the tensor's FuncGraph,
+  which holds the weakly keyed input and output, and the key holds the
+  bijector with its Keras layers. Left in place they kept every traced
+  graph and its model alive for the life of the process. Entries of other
+  evaluations (another thread's, a replica's) stay. (TFP's own class caches,
+  e.g. of the `tfb.Reshape`, `tfb.Split` and `tfb.Transpose` inside the
+  flow, keep entries for symbolic tensors the same way; they are TFP's and
+  are left alone here.)
+  """
+  for storage in list(_storages.values()):
+    for key in list(storage):
+      subkey = getattr(key, "subkey", None)
+      kwargs = subkey[3] if isinstance(subkey, tuple) and len(subkey) > 3 \
+          else None
+      if isinstance(kwargs, dict) and kwargs.get(_TOKEN_KWARG) is token:
+        key.cancel()  # no weakref callback into the storage later
+        storage.pop(key, None)
 
 
 def _keyed(kwargs):
@@ -109,7 +139,12 @@ def _keyed(kwargs):
 
 
 class _EvaluationKeyed:
-  """Cache mixin: the open evaluation is part of every key."""
+  """Cache mixin: the open evaluation is part of every key; its entries are
+  dropped when it closes."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    _storages[id(self.storage)] = self.storage
 
   def _lookup(self, input, forward_name, inverse_name, **kwargs):  # pylint: disable=redefined-builtin
     return super()._lookup(input, forward_name, inverse_name,
