@@ -167,7 +167,7 @@ def write_saved_model(model, path):
         "typicality reference is not set or was computed with other weights "
         "(call model.compute_score_statistics(training_data) before "
         "exporting)", stacklevel=2)
-  module = tf.Module(name=model.name)
+  module = tf.Module()  # (a model name need not be a Python identifier)
   signatures = {}
   for signature, (method, spec) in _specs(model).items():
     fn = tf.function(_bind(endpoints, method, endpoints.conditional),
