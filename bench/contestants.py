@@ -35,7 +35,6 @@ def ours_options(spec):
 
 
 def _ours(spec, shape, x):
-  import keras  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   config = ours_options(spec)
   if spec["preset"] == "paper":
@@ -49,7 +48,8 @@ def _ours(spec, shape, x):
     model, params, size = models.ours(shape, spec.get("target") or
                                       PRESETS[spec["preset"]], **config)
   models.initialize(model, x)  # the Glow step's actnorms, as fit would
-  model.compile(optimizer=keras.optimizers.Adam(1e-3),
+  import tfp_realnvp  # pylint: disable=import-outside-toplevel
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3),
                 jit_compile=spec["jit"])
   model.make_train_function()
   train_fn = model.train_function

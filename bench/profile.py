@@ -200,9 +200,9 @@ def _build(args, target):
 
 def _train_function(model, x):
   """Keras `fit`'s own train step on the fixed batch `x`, traced."""
-  import keras  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  import tfp_realnvp  # pylint: disable=import-outside-toplevel
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   model.make_train_function()
   iterator = iter(tf.data.Dataset.from_tensors(x).repeat())
   return lambda: model.train_function(iterator)

@@ -251,7 +251,8 @@ def _train_ours(pipelines, shape, start, budget, target, learning_rate,
   if mixed_precision:
     config["mixed_precision"] = mixed_precision
   model, params, _ = models.ours(shape, target, **config)
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+  import tfp_realnvp  # pylint: disable=import-outside-toplevel
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(learning_rate))
 
   class Budget(keras.callbacks.Callback):
     steps = 0

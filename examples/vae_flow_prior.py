@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+import tfp_realnvp
 from tfp_realnvp import bijectors
 from tfp_realnvp import networks
 from tfp_realnvp.bijectors import real_nvp_flow
@@ -163,7 +164,7 @@ def run(dataset="mnist", data_dir=None, download=False, steps=3000,
   for prior in priors:
     keras.utils.set_random_seed(seed)
     model = VAE(prior)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    model.compile(optimizer=tfp_realnvp.optimizers.Adam(learning_rate))
     batches = (tf.data.Dataset.from_tensor_slices(train)
                .shuffle(len(train), seed=seed).repeat()
                .batch(batch_size, drop_remainder=True))

@@ -48,7 +48,7 @@ def test_the_optimizer_step_reads_the_progress_variable():
   s.progress.assign(0.5)
   assert float(s(step)) == pytest.approx(PEAK / 2)
   # A Keras optimizer's learning rate follows it.
-  optimizer = keras.optimizers.Adam(s)
+  optimizer = tfp_realnvp.optimizers.Adam(s)
   assert float(optimizer.learning_rate) == pytest.approx(PEAK / 2)
 
 
@@ -130,7 +130,7 @@ def test_callback_moves_progress_with_the_clock(monkeypatch):
                             final_fraction=0.0)
   model = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, num_res_blocks=0,
                               num_filters=4)
-  model.compile(optimizer=keras.optimizers.Adam(schedule))
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(schedule))
   progress = callbacks_lib.BudgetProgress(schedule, minutes=10 / 60)  # 10 s
   tick = _Tick(clock, schedule)
   budget = callbacks_lib.TimeBudget(minutes=10 / 60)
@@ -159,7 +159,7 @@ def test_callback_feeds_the_schedule_under_a_mirrored_strategy(monkeypatch):
     schedule = BudgetSchedule(PEAK, warmup_fraction=0.5, decay="cosine")
     model = tfp_realnvp.RealNVP((4, 4, 1), num_scales=1, num_res_blocks=0,
                                 num_filters=4)
-    model.compile(optimizer=keras.optimizers.Adam(schedule))
+    model.compile(optimizer=tfp_realnvp.optimizers.Adam(schedule))
   tick = _Tick(clock, schedule)
   x = np.random.default_rng(0).integers(0, 256, (16, 4, 4, 1)) + 0.5
   model.fit(x.astype(np.float32), batch_size=4, epochs=1, verbose=0,

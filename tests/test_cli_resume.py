@@ -270,7 +270,7 @@ def test_a_training_split_smaller_than_a_batch_still_trains(tmp_path,
 def test_an_epoch_without_a_training_step_is_an_error():
   model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_res_blocks=1,
                               num_filters=8)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   empty = tf.data.Dataset.from_tensor_slices(
       np.zeros((0, 8, 8, 1), np.float32)).batch(4)
   with pytest.raises(ValueError, match="epoch 1 ran no training step"):

@@ -17,7 +17,7 @@ def test_fit_on_digits_beats_gaussian_baseline():
 
   model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, num_res_blocks=1,
                               num_filters=16)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   rng = np.random.default_rng(0)
   pipelines = data.load("digits", batch_size=64, seed=0)
   history = model.fit(pipelines.train, epochs=6,
@@ -41,7 +41,7 @@ def test_fit_class_conditional_with_labels_as_input():
   keras.utils.set_random_seed(1)
   model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_res_blocks=1,
                               num_filters=8, num_classes=10)
-  model.compile(optimizer=keras.optimizers.Adam(1e-2))
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-2))
   before = model.prior.class_loc.numpy().copy()
   pipelines = data.load("digits", batch_size=64, seed=0, conditional=True)
   history = model.fit(pipelines.train.take(4), epochs=1, verbose=0)

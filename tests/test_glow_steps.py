@@ -177,7 +177,7 @@ def test_actnorm_initialises_on_the_first_fit_batch_only(tmp_path):
   np.testing.assert_array_equal(model.ema_actnorm_states[0].bias.numpy(),
                                 first.bias.numpy())
   initialised = first.bias.numpy().copy()
-  model.compile(keras.optimizers.Adam(1e-3))
+  model.compile(tfp_realnvp.optimizers.Adam(1e-3))
   model.fit(x, batch_size=16, epochs=1, verbose=0)
   # fit trained it from there (no second initialisation from its batches).
   assert 0 < np.abs(first.bias.numpy() - initialised).max() < 0.1
@@ -194,12 +194,12 @@ def test_fit_initialises_actnorm_from_a_dataset_and_says_when_it_cannot():
   model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, actnorm=True, **SMALL)
   x = np.random.default_rng(1).uniform(0, 256, (32, 8, 8, 1)).astype(
       "float32")
-  model.compile(keras.optimizers.Adam(1e-3))
+  model.compile(tfp_realnvp.optimizers.Adam(1e-3))
   model.fit(tf.data.Dataset.from_tensor_slices(x).batch(16), epochs=1,
             verbose=0)
   assert not model.actnorm_init_pending()
   fresh = tfp_realnvp.RealNVP((8, 8, 1), num_scales=2, actnorm=True, **SMALL)
-  fresh.compile(keras.optimizers.Adam(1e-3))
+  fresh.compile(tfp_realnvp.optimizers.Adam(1e-3))
 
   def generator():
     yield x[:16]

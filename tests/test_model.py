@@ -332,7 +332,7 @@ def test_save_and_restore_give_identical_log_prob(tmp_path, rng):
   np.testing.assert_array_equal(other.log_prob(x, labels).numpy(), expected)
 
   keras_path = str(tmp_path / "realnvp.keras")
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   model.save(keras_path)
   loaded = keras.models.load_model(keras_path)
   assert isinstance(loaded, tfp_realnvp.RealNVP)
@@ -373,7 +373,7 @@ def test_mixed_precision_trains_and_keeps_the_flow_in_float32(policy, rng):
   tolerance = 0.01 if policy == "mixed_bfloat16" else 0.002
   np.testing.assert_allclose(lp.numpy(), lp_ref, rtol=tolerance)
   assert not np.allclose(lp.numpy(), lp_ref, rtol=1e-6, atol=0)
-  mixed.compile(optimizer=keras.optimizers.Adam(1e-3))
+  mixed.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   assert isinstance(mixed.optimizer, keras.optimizers.LossScaleOptimizer) == (
       policy == "mixed_float16")
   history = mixed.fit(x, batch_size=16, epochs=3, verbose=0, shuffle=False)
@@ -412,7 +412,7 @@ def test_fit_traces_its_train_step_once(rng):
     return wrapped
   model.train_step = counting("train", model.train_step)
   model.test_step = counting("test", model.test_step)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   data = tf.data.Dataset.from_tensor_slices(
       _images(rng, 64, (8, 8, 1))).batch(16, drop_remainder=True)
   history = model.fit(data, epochs=3, validation_data=data, verbose=0)

@@ -185,7 +185,7 @@ def test_learned_priors_train_save_and_load(prior, tmp_path):
   model = _model(prior, seed=3)
   x = np.random.default_rng(0).uniform(0, 256, (32, 8, 8, 1)).astype(
       "float32")
-  model.compile(keras.optimizers.Adam(1e-3))
+  model.compile(tfp_realnvp.optimizers.Adam(1e-3))
   before = [v.numpy().copy() for v in model.prior.trainable_weights]
   history = model.fit(x, batch_size=16, epochs=2, verbose=0)
   assert np.all(np.isfinite(history.history["loss"]))

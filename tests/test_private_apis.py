@@ -126,3 +126,21 @@ def test_keras_initial_epoch_attribute():
   assert history.epoch == [2], (
       f"Keras no longer resumes from model._initial_epoch: ran epochs "
       f"{history.epoch}")
+
+
+def test_keras_optimizer_slot_attributes():
+  """tfp_realnvp/optimizers.py hands each variable's Adam/Adamax slots to
+  TF's fused kernels: it finds them as Keras' own update_step does
+  (`_get_variable_index`, Adam's `_momentums`/`_velocities`, Adamax's
+  `_m`/`_u`); Keras has no public accessor for an optimizer's slots."""
+  var = keras.Variable(np.zeros(3, "float32"))
+  for cls, slots in ((keras.optimizers.Adam, ("_momentums", "_velocities")),
+                     (keras.optimizers.Adamax, ("_m", "_u"))):
+    opt = cls()
+    opt.build([var])
+    index = opt._get_variable_index(var)  # pylint: disable=protected-access
+    for slot in slots:
+      values = getattr(opt, slot, None)
+      assert values is not None, f"Keras removed {cls.__name__}.{slot}"
+      assert tuple(values[index].shape) == (3,), (
+          f"{cls.__name__}.{slot} no longer holds one slot per variable")

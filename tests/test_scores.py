@@ -100,7 +100,7 @@ def test_fit_sets_the_reference_and_stale_weights_are_refused():
   with pytest.raises(ValueError, match="does not have"):
     model.score(_levels(2), "typicality")
   x = _levels(48, seed=4).astype(np.float32) + 0.5
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   model.fit(x, epochs=1, batch_size=16, verbose=0)
   stats = model.score_statistics.as_dict()
   bpd = model.score(x, "bpd").numpy().astype(np.float64)

@@ -222,7 +222,7 @@ def test_uniform_dequantizer_option(rng):
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="expected integer pixel levels 0..255"):
     model(levels + 0.5)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   history = model.fit(levels, epochs=2, batch_size=3, verbose=0)
   assert np.isfinite(history.history["loss"]).all()
   clone = tfp_realnvp.RealNVP.from_config(model.get_config())

@@ -23,7 +23,7 @@ def _data(n=32, seed=0):
 def _compiled(jit, seed=0, **kwargs):
   keras.utils.set_random_seed(seed)
   model = tfp_realnvp.RealNVP(**dict(SMALL, **kwargs))
-  model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
+  model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3), jit_compile=jit)
   return model
 
 

@@ -10,6 +10,7 @@ trained = tfp_realnvp.pretrained("mnist")   # shipped weights, offline
 
 from tfp_realnvp import bijectors
 from tfp_realnvp import networks
+from tfp_realnvp import optimizers
 from tfp_realnvp import schedules
 from tfp_realnvp import scores
 from tfp_realnvp._pretrained import pretrained
@@ -19,6 +20,6 @@ from tfp_realnvp.model import RealNVP
 
 __version__ = "0.1.0"
 
-__all__ = ["RealNVP", "bijectors", "networks", "pretrained",
+__all__ = ["RealNVP", "bijectors", "networks", "optimizers", "pretrained",
            "pretrained_info", "pretrained_names", "schedules", "scores",
            "__version__"]

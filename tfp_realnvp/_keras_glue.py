@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from tfp_realnvp import optimizers
 from tfp_realnvp import validation
 
 
@@ -83,6 +84,15 @@ class CheckedStepsMixin:
 
   def test_step(self, data):
     return reducible_logs(super().test_step(data))
+
+
+def named_optimizer(optimizer):
+  """`optimizer`, with the names "adam" and "adamax" resolved to the fused
+  `tfp_realnvp.optimizers` classes (Keras' resolves them to its own)."""
+  if isinstance(optimizer, str) and optimizer.lower() in ("adam", "adamax"):
+    return {"adam": optimizers.Adam,
+            "adamax": optimizers.Adamax}[optimizer.lower()]()
+  return optimizer
 
 
 def loss_scaled(optimizer, mixed_precision):

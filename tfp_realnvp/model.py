@@ -97,7 +97,8 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
       raise ValueError("RealNVP minimises -log_prob (+ L2) itself; do not "
                        "pass a loss to compile()")
     super().compile(optimizer=_keras_glue.loss_scaled(
-        optimizer, self.mixed_precision), **kwargs)
+        _keras_glue.named_optimizer(optimizer), self.mixed_precision),
+                    **kwargs)
     if self.optimizer is not None and not self.optimizer.built:
       self.optimizer.build(self.trainable_variables)
 

@@ -15,9 +15,10 @@ Flow++ and most peers warm up.
 
 ```python
 import keras
+import tfp_realnvp
 from tfp_realnvp.schedules import Warmup
 lr = Warmup(keras.optimizers.schedules.CosineDecay(1e-3, 5000), 200)
-optimizer = keras.optimizers.Adamax(lr, global_clipnorm=100.0)
+optimizer = tfp_realnvp.optimizers.Adamax(lr, global_clipnorm=100.0)
 ```
 
 With a wall-clock budget the number of steps is not known in advance (a

@@ -66,10 +66,11 @@ def budget_schedule(lr):
 
 
 def build_optimizer(config, lr=None):
-  """The config's optimizer (Adam or Adamax, its schedule, Keras' global
+  """The config's optimizer (fused Adam or Adamax, its schedule, Keras' global
   gradient-norm clipping); `lr`: the `learning_rate(config)` to use (built
   here when None)."""
-  classes = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
+  classes = {"adam": tfp_realnvp.optimizers.Adam,
+             "adamax": tfp_realnvp.optimizers.Adamax}
   if config["optimizer"] not in classes:
     raise ValueError(f"optimizer must be one of {sorted(classes)}, got "
                      f"{config['optimizer']!r}")
