@@ -18,7 +18,7 @@ TRAIN_FLAGS = ["--config", "digits", "--strategy", "multi_worker",
                "--batch_size", "32", "--steps_per_epoch", "6",
                "--validation_steps", "2", "--test_steps", "2",
                "--num_samples", "4", "--interpolation_steps", "3",
-               "--verbose", "0"]
+               "--verbose", "0", "--num_scales", "1"]
 
 
 def _free_ports(n):

@@ -49,53 +49,62 @@ def test_fit_class_conditional_with_labels_as_input():
   assert not np.allclose(model.prior.class_loc.numpy(), before)
 
 
-def _mirrored_check(mode, checkerboard="masked"):
+CASES = ("none", "synchronized", "synchronized:squeezed", "per_replica",
+         "glow")
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+  """Every case of tests/mirrored_check.py, run in one subprocess (logical
+  devices must be configured before TF initialises; one TF start serves
+  all cases)."""
   import json
   import os
   import subprocess
   import sys
   here = os.path.dirname(os.path.abspath(__file__))
   proc = subprocess.run(
-      [sys.executable, os.path.join(here, "mirrored_check.py"), mode,
-       checkerboard],
-      capture_output=True, text=True, timeout=600,
+      [sys.executable, os.path.join(here, "mirrored_check.py"), *CASES],
+      capture_output=True, text=True, timeout=900,
       cwd=os.path.dirname(here),
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
   assert proc.returncode == 0, proc.stderr[-2000:]
-  result = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert result["replicas"] == 2
-  return result
+  results = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert sorted(results) == sorted(CASES)
+  assert all(r["replicas"] == 2 for r in results.values())
+  return results
 
 
-@pytest.mark.parametrize("mode", ["none", "synchronized"])
-def test_mirrored_strategy_matches_single_device(mode):
+@pytest.mark.parametrize("mode", ["none", "synchronized",
+                                  "synchronized:squeezed"])
+def test_mirrored_strategy_matches_single_device(mode, mirrored):
   """Same global batch, same loss and same SGD update (the gradient) under
   MirroredStrategy over 2 logical CPUs, without batch norm and with
-  synchronized batch norm (whose moving averages must match too). A
-  subprocess: logical devices must be configured before TF initialises."""
-  result = _mirrored_check(mode)
+  synchronized batch norm (whose moving averages must match too), with the
+  masked and the squeezed checkerboard."""
+  result = mirrored[mode]
   single, mirrored = result["losses"]
   assert abs(single - mirrored) <= 1e-5 * abs(single)
   assert result["relative_update_difference"] < 1e-5
   assert result["relative_moving_stat_difference"] < 1e-5
   # synchronized: the EMA copy is among the compared weights and updated.
-  assert (result["ema_weights"] > 0) == (mode == "synchronized")
+  assert (result["ema_weights"] > 0) == mode.startswith("synchronized")
 
 
-def test_per_replica_batch_norm_differs_from_single_device():
+def test_per_replica_batch_norm_differs_from_single_device(mirrored):
   """The control for the test above: with per-replica statistics the
   objective depends on the split, so the loss is not the single-device one."""
-  result = _mirrored_check("per_replica")
+  result = mirrored["per_replica"]
   single, mirrored = result["losses"]
   assert abs(single - mirrored) > 1e-4 * abs(single)
   assert result["relative_moving_stat_difference"] > 1e-3
 
 
-def test_mirrored_strategy_matches_single_device_with_glow_steps():
+def test_mirrored_strategy_matches_single_device_with_glow_steps(mirrored):
   """actnorm's data-dependent initialisation (in fit, on the global batch),
   1x1 convolutions and the split prior give the single-device update under
   MirroredStrategy too."""
-  result = _mirrored_check("glow")
+  result = mirrored["glow"]
   single, mirrored = result["losses"]
   assert abs(single - mirrored) <= 1e-5 * abs(single)
   assert result["relative_update_difference"] < 1e-5
