@@ -25,8 +25,8 @@ from training import train as train_cli
     ("--seed", "-3", "seed must be an integer in [0, 4294967295], got -3"),
     ("--alpha", "0.5", "alpha must be a finite number in (0, 0.5), got 0.5"),
     ("--bn_momentum", "1", "bn_momentum must be a finite number in [0, 1)"),
-    ("--coupling", "glow", "coupling must be one of affine, additive, got "
-     "'glow'"),
+    ("--coupling", "glow", "coupling must be one of affine, additive, "
+     "spline, got 'glow'"),
     ("--dataset", "imagenet", "dataset must be one of digits, mnist"),
     ("--dataset", "folder:/tmp", "image_size is required for a folder: "
      "dataset"),

@@ -279,7 +279,7 @@ def test_class_conditional(rng):
     (dict(image_shape=(8, 8, 1), num_scales=4), "at least 2x2"),
     (dict(image_shape=(4, 4, 1), num_scales=3), "at least 2x2"),
     (dict(image_shape=(8, 8), num_scales=1), "three positive integers"),
-    (dict(image_shape=(8, 8, 1), coupling="spline"), "coupling must be"),
+    (dict(image_shape=(8, 8, 1), coupling="glow"), "coupling must be"),
     (dict(image_shape=(8, 8, 1), num_scales=0), "num_scales"),
     (dict(image_shape=(8, 8, 1), num_classes=1), "num_classes"),
     (dict(image_shape=(8, 8, 1), alpha=0.7), "alpha"),

@@ -305,7 +305,8 @@ class _SigmoidScale(coupling.CouplingTransform):
     def inverse_log_det_jacobian(self, y, event_ndims):
       return -self.forward_log_det_jacobian(y, event_ndims)
 
-  def __call__(self, log_scale, shift):
+  def __call__(self, log_scale, shift, active=None):
+    del active  # zero parameters are exactly the identity
     return self._Map(log_scale, shift)
 
 

@@ -20,7 +20,6 @@ from tfp_realnvp import networks
 from tfp_realnvp import prior as prior_lib
 from tfp_realnvp.bijectors import actnorm as actnorm_lib
 from tfp_realnvp.bijectors import batch_norm
-from tfp_realnvp.bijectors import coupling
 from tfp_realnvp.bijectors import permutation as permutation_lib
 from tfp_realnvp.bijectors import real_nvp_flow
 
@@ -47,9 +46,11 @@ _ONLY_WHEN_USED = ("actnorm_states", "conv1x1_states")
 
 def _coupling_layers(o, step, prefix):
   """The s/t network and the optional states of one coupling `step`."""
+  transform = o.coupling_transform
   net = networks.CouplingResNet.for_step(
       step, o.scale_filters[step.scale], o.num_res_blocks,
-      affine=coupling.COUPLINGS[o.coupling].uses_log_scale,
+      params_per_element=transform.params_per_element,
+      affine=transform.uses_log_scale,
       use_batch_norm=o.use_batch_norm, use_weight_norm=o.use_weight_norm,
       bn_momentum=o.bn_momentum, bn_epsilon=o.bn_epsilon,
       log_scale_init=o.log_scale_init, l2=0.0 if prefix else o.l2_reg,

@@ -58,7 +58,8 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
                validate_inputs=True, synchronized_batch_norm=True,
                mixed_precision=None, checkerboard="masked", prior=None,
                dequantizer=None, ema_decay=None, bn_lag=0.0, actnorm=False,
-               permutation="none", made_hidden_units=(512, 512), **kwargs):
+               permutation="none", made_hidden_units=(512, 512),
+               spline_bins=8, spline_bound=3.0, **kwargs):
     given = {k: v for k, v in locals().items() if k in options_lib.DEFAULTS}
     kwargs.setdefault("dtype", "float32")  # the flow stays float32
     super().__init__(**kwargs)
@@ -153,7 +154,7 @@ class RealNVP(_keras_glue.CheckedStepsMixin, keras.Model):
     return real_nvp_flow.MultiScaleRealNVP(
         self.image_shape, self.num_scales, layers.networks,
         layers.batch_norm_states, logit.LogitPreprocess(alpha=self.alpha),
-        coupling=self.coupling, checkerboard=self.checkerboard,
+        coupling=self.coupling_transform, checkerboard=self.checkerboard,
         training=bool(training), actnorm_states=layers.actnorm_states,
         permutation=self.permutation, conv1x1_states=layers.conv1x1_states,
         split_networks=layers.prior.split_networks)

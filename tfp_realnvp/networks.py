@@ -182,11 +182,14 @@ class CouplingResNet(keras.layers.Layer):
     self.out_conv = conv(n_out, "out_conv", zero_init=True)
 
   @classmethod
-  def for_step(cls, step, num_filters, num_blocks, **kwargs):
-    """The built network of one coupling `Step` of `real_nvp_flow.plan`."""
+  def for_step(cls, step, num_filters, num_blocks, params_per_element=1,
+               **kwargs):
+    """The built network of one coupling `Step` of `real_nvp_flow.plan`
+    (`params_per_element`: the coupling transform's, e.g. 3K − 1 for a
+    K-bin spline)."""
     kwargs.setdefault("name", f"st_net_{step.index}")
-    net = cls(step.out_channels, num_filters=num_filters,
-              num_blocks=num_blocks, **kwargs)
+    net = cls(step.out_channels * params_per_element,
+              num_filters=num_filters, num_blocks=num_blocks, **kwargs)
     net.build((None,) + tuple(step.shape[:2]) + (step.in_channels,))
     return net
 

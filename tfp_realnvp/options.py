@@ -43,8 +43,9 @@ ARGS_DOC = """
     num_filters: an int (finest scale's width, doubled per scale) or one
       width per scale, finest first, e.g. `(16, 32, 56)`. Prefer multiples
       of 8 (oneDNN's and cuDNN's blocked layouts).
-    coupling: a key of `bijectors.coupling.COUPLINGS`: 'affine' (Real NVP)
-      or 'additive' (NICE, s ≡ 0).
+    coupling: a key of `bijectors.coupling.COUPLINGS`: 'affine' (Real NVP),
+      'additive' (NICE, s ≡ 0) or 'spline' (Neural Spline Flows: a
+      rational-quadratic spline per element, `spline_bins`, `spline_bound`).
     use_batch_norm: batch norm in the s/t networks and a `FlowBatchNorm`
       bijector after every coupling (§3.7).
     num_classes: `None`, or the classes of a class-conditional model.
@@ -93,6 +94,11 @@ ARGS_DOC = """
       invertible 1×1 convolution in LU form): a channel permutation before
       every coupling (`bijectors.permutation`).
     made_hidden_units: hidden widths of the MADE of `prior='made'`.
+    spline_bins: `K >= 2`, the bins of every spline with
+      `coupling='spline'` (its conditioner head gives `3K − 1` values per
+      transformed element).
+    spline_bound: `B > 0`: each spline acts on `[−B, B]` and is the
+      identity outside (3.0 covers the logit range of α = 0.05).
 
 
   Priors (`prior=`): 'gaussian' (the default: 'standard_normal', or
@@ -113,7 +119,7 @@ DEFAULTS = dict(
     validate_inputs=True, synchronized_batch_norm=True, mixed_precision=None,
     checkerboard="masked", prior=None, dequantizer=None, ema_decay=None,
     bn_lag=0.0, actnorm=False, permutation="none",
-    made_hidden_units=(512, 512))
+    made_hidden_units=(512, 512), spline_bins=8, spline_bound=3.0)
 
 
 def mixed_precision_of_global_policy(mixed_precision):
@@ -223,6 +229,9 @@ def resolve(image_shape, **given):
       ema_decay=None if ema_decay is None else float(ema_decay),
       actnorm=bool(o["actnorm"]), permutation=o["permutation"],
       made_hidden_units=made_hidden_units,
+      spline_bins=o["spline_bins"], spline_bound=o["spline_bound"],
+      coupling_transform=coupling.make_transform(
+          o["coupling"], **{k: o[k] for k in coupling.TRANSFORM_OPTIONS}),
       event_size=int(np.prod(image_shape)))
 
 

@@ -27,7 +27,8 @@ def build_model(config, image_shape, num_classes):
                    else config["dequantizer"]),
       ema_decay=config["ema_decay"] or None, bn_lag=config["bn_lag"],
       prior=config["prior"], made_hidden_units=config["made_hidden_units"],
-      actnorm=config["actnorm"], permutation=config["permutation"])
+      actnorm=config["actnorm"], permutation=config["permutation"],
+      spline_bins=config["spline_bins"], spline_bound=config["spline_bound"])
 
 
 def learning_rate(config):

@@ -15,6 +15,9 @@ builds as `tfb.Shift(t)(tfb.Scale(log_scale=s))` in its `bijector_fn`); the
 forward value, the inverse and both log-dets come from it. What `b` is, and which part the s/t network sees, is the mask strategy
 (`tfp_realnvp.bijectors.masks`: checkerboard or channel). `additive=True`
 is the NICE coupling: `affine(None, t)` is `tfb.Shift(t)`, log-det 0.
+`coupling='spline'` replaces `x·exp(s) + t` by a rational-quadratic spline
+per element (Neural Spline Flows; `bijectors.spline`); every transform is a
+`CouplingTransform` in `COUPLINGS`.
 
 The forward value and its log-det come from one evaluation of the s/t
 network (TFP's greedy-attribute cache, as in `tfb.FFJORD`): the network,
@@ -25,6 +28,7 @@ import tensorflow as tf
 
 from tfp_realnvp.bijectors import _util
 from tfp_realnvp.bijectors import masks
+from tfp_realnvp.bijectors import spline
 from tfp_realnvp.bijectors._one_pass import OnePassBijector
 
 # Re-exported: the mask names and helpers of `masks`.
@@ -87,23 +91,36 @@ class CouplingTransform:
 
   The conditioner (`networks.CouplingResNet`) returns `(log_scale, shift)`
   for the transformed part, `log_scale` only when `uses_log_scale` (its
-  head then has twice the channels and a bounded `scale·tanh(raw)`). Calling
-  the transform with both gives an elementwise bijector with `forward`,
-  `inverse` and both log-dets (`event_ndims`). The masks set both to zero
-  outside the changed part, so zero parameters must give the identity. A new coupling transform is one subclass and one entry
-  in `COUPLINGS`; `RealNVP(coupling=...)` takes its key.
+  head then has twice the channels and a bounded `scale·tanh(raw)`), and
+  `params_per_element` values per transformed element in `shift` (element
+  major). Calling the transform with both, and the mask's `active` elements
+  (`None`: all), gives an elementwise bijector with `forward`, `inverse`
+  and both log-dets (`event_ndims`). The masks set both to zero outside the
+  changed part; a transform whose zero parameters are not exactly the
+  identity must pass the inactive elements through itself (`active`). A
+  new coupling transform is one subclass and one entry in `COUPLINGS`;
+  `RealNVP(coupling=...)` takes its key, and the model's options named in
+  `TRANSFORM_OPTIONS` reach its `from_options`.
   """
 
   uses_log_scale = True
+  params_per_element = 1
 
-  def __call__(self, log_scale, shift):
+  @classmethod
+  def from_options(cls, **options):
+    """The transform for the model's `TRANSFORM_OPTIONS` (ignored here)."""
+    del options
+    return cls()
+
+  def __call__(self, log_scale, shift, active=None):
     raise NotImplementedError
 
 
 class AffineTransform(CouplingTransform):
   """Real NVP: `x·exp(s) + t` (eq. 9), log-det `Σ s`."""
 
-  def __call__(self, log_scale, shift):
+  def __call__(self, log_scale, shift, active=None):
+    del active  # s = t = 0 is exactly the identity
     return affine(log_scale, shift)
 
 
@@ -112,22 +129,62 @@ class AdditiveTransform(CouplingTransform):
 
   uses_log_scale = False
 
-  def __call__(self, log_scale, shift):
-    del log_scale
+  def __call__(self, log_scale, shift, active=None):
+    del log_scale, active
     return affine(None, shift)
 
 
+class SplineTransform(CouplingTransform):
+  """Neural Spline Flows: a monotone rational-quadratic spline per element
+  (Durkan et al., 2019) with `bins` bins on `[−bound, bound]`, the identity
+  outside; TFP's `tfb.RationalQuadraticSpline` (`bijectors.spline`).
+
+  The conditioner gives `3·bins − 1` values per element (softmax widths and
+  heights scaled to `2·bound`, softplus inner slopes; the boundary slopes
+  are 1, so the tails join the identity). Its zero-initialised head makes
+  every spline the identity at the start of training.
+
+  Args:
+    bins: `K >= 2` (`RealNVP(spline_bins=...)`, default 8).
+    bound: `B > 0` (`RealNVP(spline_bound=...)`, default 3.0: the logit
+      preprocessing maps pixels into about [−3, 3]).
+  """
+
+  uses_log_scale = False
+
+  def __init__(self, bins=8, bound=3.0):
+    spline.check_options(bins, bound)
+    self.bins = int(bins)
+    self.bound = float(bound)
+    self.params_per_element = spline.params_per_element(self.bins)
+
+  @classmethod
+  def from_options(cls, spline_bins=8, spline_bound=3.0, **options):
+    del options
+    return cls(spline_bins, spline_bound)
+
+  def __call__(self, log_scale, shift, active=None):
+    del log_scale
+    return spline.SplineMap(shift, self.bins, self.bound, active)
+
+
 # `coupling=` option of `RealNVP` and `MultiScaleRealNVP` -> transform.
-COUPLINGS = {"affine": AffineTransform, "additive": AdditiveTransform}
+COUPLINGS = {"affine": AffineTransform, "additive": AdditiveTransform,
+             "spline": SplineTransform}
+# The `RealNVP` options handed to a transform's `from_options`.
+TRANSFORM_OPTIONS = ("spline_bins", "spline_bound")
 
 
-def make_transform(name):
-  """The `CouplingTransform` of a `COUPLINGS` key (a `ValueError` naming
-  the keys otherwise)."""
-  if name not in COUPLINGS:
+def make_transform(coupling, **options):
+  """The `CouplingTransform` of a `COUPLINGS` key (built with the
+  `TRANSFORM_OPTIONS` given; a `ValueError` naming the keys otherwise), or
+  `coupling` itself when it is one."""
+  if isinstance(coupling, CouplingTransform):
+    return coupling
+  if coupling not in COUPLINGS:
     raise ValueError(f"coupling must be one of {tuple(COUPLINGS)}, got "
-                     f"{name!r}")
-  return COUPLINGS[name]()
+                     f"{coupling!r}")
+  return COUPLINGS[coupling].from_options(**options)
 
 
 def conditioner_input_channels(mask_type, channels, checkerboard="masked",
@@ -181,7 +238,10 @@ class AffineCoupling(OnePassBijector):
       'squeezed' (the same partition on `space_to_depth(x, 2)`, the network
       at half resolution; odd sizes fall back to 'masked').
     coupling: the elementwise transform, a key of `COUPLINGS` ('affine',
-      'additive'); `None`: 'additive' if `additive` else 'affine'.
+      'additive', 'spline' with its defaults) or a `CouplingTransform`
+      (e.g. `SplineTransform(bins=16, bound=4.0)`); `None`: 'additive' if
+      `additive` else 'affine'. The network's head must have the
+      transform's `params_per_element` channels per element.
     validate_args: unused (the channel count is checked statically).
     name: bijector name.
   """
@@ -249,7 +309,8 @@ class AffineCoupling(OnePassBijector):
     shift = tf.cast(shift, flat.dtype)
     log_scale = (None if not self._coupling.uses_log_scale or
                  log_scale is None else tf.cast(log_scale, flat.dtype))
-    bijector = self._coupling(*self._mask.restrict(flat, log_scale, shift))
+    bijector = self._coupling(*self._mask.restrict(flat, log_scale, shift),
+                              active=self._mask.active(flat))
     if inverse:
       new = bijector.inverse(part)
       ldj = bijector.inverse_log_det_jacobian(part, event_ndims=3)

@@ -92,6 +92,13 @@ class CouplingMask:
     del x
     return log_scale, shift
 
+  def active(self, x):
+    """`None` when every element of the part to transform is changed, else
+    a 0/1 tensor broadcastable to it (0: a conditioning element inside the
+    part, which `restrict` gives zero parameters)."""
+    del x
+    return None
+
   def merge(self, x, transformed):
     """Puts the transformed part back next to the conditioning part of `x`."""
     raise NotImplementedError
@@ -128,6 +135,9 @@ class CheckerboardMask(CouplingMask):
     inv_mask = 1.0 - self._mask(shift)
     return (None if log_scale is None else log_scale * inv_mask,
             shift * inv_mask)
+
+  def active(self, x):
+    return 1.0 - self._mask(x)
 
   def merge(self, x, transformed):
     del x  # s = t = 0 where b = 1: those pixels passed through unchanged
@@ -220,6 +230,11 @@ class SqueezedCheckerboardMask(CheckerboardMask):
     if not self.squeezable(x.shape[1:3]):
       return super().restrict(x, log_scale, shift)
     return log_scale, shift
+
+  def active(self, x):
+    if not self.squeezable(x.shape[1:3]):
+      return super().active(x)
+    return None
 
   def merge(self, x, transformed):
     if not self.squeezable(x.shape[1:3]):

@@ -28,7 +28,12 @@ FIELDS = {
     "num_res_blocks": (2, int, "residual blocks per s/t network"),
     "num_filters": (32, "filters", "feature maps at the finest scale (doubled "
                     "per scale), or one width per scale: 16,32,56"),
-    "coupling": ("affine", str, "affine (Real NVP) or additive (NICE)"),
+    "coupling": ("affine", str, "affine (Real NVP), additive (NICE) or spline "
+                 "(Neural Spline Flows: a rational-quadratic spline per "
+                 "element)"),
+    "spline_bins": (8, int, "bins K of every spline (coupling=spline)"),
+    "spline_bound": (3.0, float, "each spline acts on [-B, B], the identity "
+                     "outside (coupling=spline)"),
     "checkerboard": ("masked", str, "how checkerboard couplings are computed: "
                      "masked (full resolution on b*x) or squeezed (the same "
                      "partition on the 2x2-squeezed tensor, s/t networks at "
@@ -255,6 +260,8 @@ def validate(config):
       "num_res_blocks": _integer(c["num_res_blocks"], 0),
       "num_filters": _check_num_filters(c["num_filters"], c["num_scales"]),
       "coupling": _one_of(c["coupling"], options_lib.COUPLING_TYPES),
+      "spline_bins": _integer(c["spline_bins"], 2),
+      "spline_bound": _number(c["spline_bound"], 0, low_open=True),
       "checkerboard": _one_of(c["checkerboard"], tuple(masks.CHECKERBOARDS)),
       "dequantizer": _one_of(c["dequantizer"], ("none",) + tuple(
           dequantization.DEQUANTIZERS)),
