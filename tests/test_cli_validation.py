@@ -140,3 +140,31 @@ def test_config_differences_name_old_and_new_values():
   # A config.json from an older version lacks new keys: defaults apply.
   older = {k: v for k, v in saved.items() if k != "jit_compile"}
   assert train_cli.config_differences(older, saved) == []
+
+
+def test_an_output_dir_that_cannot_be_written_is_named(tmp_path, capsys,
+                                                       monkeypatch):
+  """An existing file, a path below a file, or an unwritable directory as
+  --output_dir: exit 2 with a message naming the path, nothing created."""
+  from training import rundir  # pylint: disable=import-outside-toplevel
+  a_file = tmp_path / "taken"
+  a_file.write_text("not a directory")
+  for output_dir, message in (
+      (a_file, "is a file, not a directory"),
+      (a_file / "run", "cannot be created"),
+  ):
+    assert train_cli.main(["--config", "digits", "--output_dir",
+                           str(output_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(output_dir) in err and message in err, err
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  real_access = rundir.os.access
+  # (A chmod would not stop root, who runs CI containers: fake the check.)
+  monkeypatch.setattr(rundir.os, "access", lambda path, mode: (
+      False if path == str(locked) else real_access(path, mode)))
+  assert train_cli.main(["--config", "digits", "--output_dir",
+                         str(locked / "run")]) == 2
+  err = capsys.readouterr().err
+  assert "is not writable" in err and str(locked) in err
+  assert not (locked / "run").exists()

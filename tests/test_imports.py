@@ -121,3 +121,20 @@ def test_the_graph_sees_imports_inside_functions(tmp_path, monkeypatch):
   assert graph["tfp_realnvp.b"] == {"tfp_realnvp.a"}
   assert find_cycle(graph) == ["tfp_realnvp.a", "tfp_realnvp.b",
                                "tfp_realnvp.a"]
+
+
+def test_public_modules_are_attributes_of_the_package():
+  """`import tfp_realnvp` is enough for `tfp_realnvp.export.export_for_serving`
+  and the other public modules (a fresh interpreter: nothing imported them
+  before)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  code = ("import tfp_realnvp as t; "
+          "print(all(callable(f) for f in (t.export.export_for_serving, "
+          "t.serving.rest_request, t.deployment.check_deployment, "
+          "t.optimizers.Adam, t.schedules.Warmup, t.scores.Score, "
+          "t.bijectors.AffineCoupling, t.networks.CouplingResNet))))")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == "True"

@@ -83,3 +83,35 @@ def test_sample_cli_from_a_pretrained_model(tmp_path, capsys):
   with pytest.raises(SystemExit):
     sample_cli.main(["--output", out])
   assert "exactly one" in capsys.readouterr().err
+
+
+def test_evaluate_and_score_clis_take_a_pretrained_model(tmp_path, capsys):
+  """`realnvp-evaluate --pretrained NAME` reproduces the catalogue's figure
+  on the model's own dataset; `realnvp-score --pretrained NAME` scores a
+  dataset with it; each CLI wants exactly one model source."""
+  import json  # pylint: disable=import-outside-toplevel
+  from training import evaluate as evaluate_cli  # pylint: disable=import-outside-toplevel
+  from training import score as score_cli  # pylint: disable=import-outside-toplevel
+  info = tfp_realnvp.pretrained_info("digits")
+  assert evaluate_cli.main(["--pretrained", "digits", "--seed",
+                            str(info["seed"]), "--quiet"]) == 0
+  report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert report["checkpoint"] == "pretrained:digits"
+  assert report["bits_per_dim"] == pytest.approx(info["test_bits_per_dim"],
+                                                 abs=1e-4)
+  out = str(tmp_path / "scores.csv")
+  assert score_cli.main(["--pretrained", "digits", "--data", "digits",
+                         "--output", out, "--quiet"]) == 0
+  scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert scored["count"] == len(data.digits_arrays()["test"][0])
+  assert np.isfinite(scored["mean"]) and os.path.exists(out)
+  for cli, argv in ((evaluate_cli, []),
+                    (evaluate_cli, ["run", "--pretrained", "digits"]),
+                    (score_cli, ["--data", "digits", "--output", out]),
+                    (score_cli, ["--model", "run", "--pretrained", "digits",
+                                 "--data", "digits", "--output", out])):
+    with pytest.raises(SystemExit):
+      cli.main(argv)
+    assert "exactly one" in capsys.readouterr().err
+  assert evaluate_cli.main(["--pretrained", "digits", "--raw_weights"]) == 2
+  assert "one set of weights" in capsys.readouterr().err

@@ -310,3 +310,29 @@ def test_score_cli_errors(digits_run, tmp_path, capsys):
                          str(tmp_path / "x.csv"), "--batch_size", "0"]) == 2
   assert "--batch_size must be >= 1" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "x.csv")
+
+
+def test_score_cli_finds_the_model_under_an_export_base(digits_run, tmp_path,
+                                                        capsys):
+  """`--model` given the run's `--export_dir` (which holds
+  `<model name>/<version>/`) scores with its one model; a base of several
+  models, or a directory that is none of the forms, is an error that says
+  what to give."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  _, model_dir = digits_run
+  base = os.path.dirname(model_dir)
+  out = str(tmp_path / "base.csv")
+  assert score_cli.main(["--model", base, "--data", "digits", "--output",
+                         out, "--quiet"]) == 0
+  capsys.readouterr()
+  two = tmp_path / "two_models"
+  for name in ("digits", "other"):
+    shutil.copytree(model_dir, two / name)
+  assert score_cli.main(["--model", str(two), "--data", "digits", "--output",
+                         out, "--quiet"]) == 2
+  err = capsys.readouterr().err
+  assert "export base holding the models digits, other" in err
+  (tmp_path / "empty").mkdir()
+  assert score_cli.main(["--model", str(tmp_path / "empty"), "--data",
+                         "digits", "--output", out, "--quiet"]) == 2
+  assert "none of the forms realnvp-score reads" in capsys.readouterr().err

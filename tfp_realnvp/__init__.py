@@ -9,17 +9,22 @@ trained = tfp_realnvp.pretrained("mnist")   # shipped weights, offline
 """
 
 from tfp_realnvp import bijectors
+from tfp_realnvp import deployment
+from tfp_realnvp import export
 from tfp_realnvp import networks
 from tfp_realnvp import optimizers
 from tfp_realnvp import schedules
 from tfp_realnvp import scores
+from tfp_realnvp import serving
 from tfp_realnvp._pretrained import pretrained
+from tfp_realnvp._pretrained import pretrained_file
 from tfp_realnvp._pretrained import pretrained_info
 from tfp_realnvp._pretrained import pretrained_names
 from tfp_realnvp.model import RealNVP
 
 __version__ = "0.1.0"
 
-__all__ = ["RealNVP", "bijectors", "networks", "optimizers", "pretrained",
-           "pretrained_info", "pretrained_names", "schedules", "scores",
+__all__ = ["RealNVP", "bijectors", "deployment", "export", "networks",
+           "optimizers", "pretrained", "pretrained_file", "pretrained_info",
+           "pretrained_names", "schedules", "scores", "serving",
            "__version__"]

@@ -42,15 +42,10 @@ def pretrained_info(name):
   return dict(catalogue[name])
 
 
-def pretrained(name):
-  """The pretrained `RealNVP` `name` ('digits' or 'mnist'), compiled with
-  the built-in loss (no optimizer state), loaded from the package.
-
-  The file's SHA-256 is checked against the catalogue first: a damaged or
-  replaced file is a `ValueError`, never a silently different model.
-  """
-  import keras  # pylint: disable=import-outside-toplevel
-  from tfp_realnvp import model as model_lib  # pylint: disable=import-outside-toplevel
+def pretrained_file(name):
+  """The path of the shipped `.keras` file of `name`, after checking its
+  SHA-256 against the catalogue (a damaged or replaced file is a
+  `ValueError`, never a silently different model)."""
   info = pretrained_info(name)
   path = os.path.join(WEIGHTS_DIR, info["file"])
   if not os.path.exists(path):
@@ -59,6 +54,17 @@ def pretrained(name):
   if digests.sha256_file(path) != info["sha256"]:
     raise ValueError(f"{path} does not match its catalogue SHA-256 (damaged "
                      f"or replaced); reinstall tfp-realnvp")
+  return path
+
+
+def pretrained(name):
+  """The pretrained `RealNVP` `name` ('digits' or 'mnist'), compiled with
+  the built-in loss (no optimizer state), loaded from the package
+  (`pretrained_file`: its SHA-256 is checked first).
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp import model as model_lib  # pylint: disable=import-outside-toplevel
+  path = pretrained_file(name)
   model = keras.saving.load_model(path, compile=False)
   if not isinstance(model, model_lib.RealNVP):
     raise ValueError(f"{path} holds a {type(model).__name__}, not a RealNVP")

@@ -25,6 +25,7 @@ import sys
 import keras
 import numpy as np
 
+import tfp_realnvp
 from training import checkpoints
 from training import console
 from training import data
@@ -142,7 +143,11 @@ def _load(checkpoint_or_run, dataset, split, batch_size, data_dir, manual_dir,
 def main(argv=None):
   p = argparse.ArgumentParser(prog="realnvp-evaluate",
                               description=__doc__.split("\n\n")[0])
-  p.add_argument("checkpoint", help="run directory or .keras checkpoint")
+  p.add_argument("checkpoint", nargs="?",
+                 help="run directory or .keras checkpoint")
+  p.add_argument("--pretrained", choices=tfp_realnvp.pretrained_names(),
+                 help="evaluate a shipped model instead (on the dataset it "
+                      "was trained on unless --dataset is given)")
   p.add_argument("--dataset", help="dataset (default: the run's)")
   p.add_argument("--split", default="test",
                  choices=("test", "validation", "train"))
@@ -162,18 +167,29 @@ def main(argv=None):
   p.add_argument("--manual_dir")
   p.add_argument("--no_download", action="store_true")
   args = p.parse_args(argv)
+  if (args.checkpoint is None) == (args.pretrained is None):
+    p.error("give a checkpoint or --pretrained NAME (exactly one)")
   try:
+    checkpoint, dataset = args.checkpoint, args.dataset
+    if args.pretrained:
+      if args.raw_weights:
+        raise ValueError("--raw_weights does not apply to --pretrained: "
+                         "pretrained models have one set of weights")
+      checkpoint = tfp_realnvp.pretrained_file(args.pretrained)
+      dataset = dataset or tfp_realnvp.pretrained_info(
+          args.pretrained)["dataset"]
     with console.progress_on_stderr():
       report = evaluate_report(
-          args.checkpoint, args.dataset, args.split, args.batch_size,
+          checkpoint, dataset, args.split, args.batch_size,
           args.data_dir, args.manual_dir, not args.no_download,
           seed=args.seed, steps=args.steps, iw_samples=args.iw_samples,
           raw_weights=args.raw_weights, verbose=0 if args.quiet else 1)
   except (ValueError, FileNotFoundError) as e:
     print(f"realnvp-evaluate: error: {e}", file=sys.stderr)
     return 2
-  print(json.dumps(dict({"checkpoint": args.checkpoint, "split": args.split},
-                        **report)))
+  print(json.dumps(dict({"checkpoint": args.checkpoint or
+                         f"pretrained:{args.pretrained}",
+                         "split": args.split}, **report)))
   return 0
 
 

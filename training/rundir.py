@@ -191,9 +191,28 @@ def _refuse_leftovers(run_dir):
         f"and realnvp-export work on this one as it is)")
 
 
+def check_writable(run_dir):
+  """A ValueError naming `run_dir` unless it is (or can be created as) a
+  writable directory."""
+  if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+    raise ValueError(f"--output_dir {run_dir!r} is a file, not a directory; "
+                     f"choose a directory (it is created if missing)")
+  existing = os.path.abspath(run_dir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f"--output_dir {run_dir!r} cannot be created: "
+                     f"{existing!r} is a file")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f"--output_dir {run_dir!r} is not writable "
+                     f"({existing!r} does not allow writing)")
+
+
 def check_run_dir(run_dir, config, fresh=False, explicit=False):
   """Returns `run_state(run_dir)` if `config` may (re)enter it; raises a
-  ValueError naming the differing keys (or the leftover files) otherwise."""
+  ValueError naming the differing keys (or the leftover files, or a path
+  that cannot be written) otherwise."""
+  check_writable(run_dir)
   state = run_state(run_dir)
   if state == "new":
     _refuse_leftovers(run_dir)

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import tfp_realnvp
 from tfp_realnvp import atomic
 from tfp_realnvp import export as export_lib
 from tfp_realnvp import scores
@@ -41,17 +42,39 @@ from training import data
 from training import figures
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MODEL_FORMS = ("a realnvp-train run directory, a .keras checkpoint, a TF "
+               "Serving export (a version directory, a model directory of "
+               "versions, or the --export_dir base holding one model)")
+
+
+def _newest_version(path):
+  """The newest integer version directory under `path` that holds a
+  SavedModel, or None."""
+  versions = sorted(int(d) for d in os.listdir(path) if d.isdigit() and
+                    os.path.exists(os.path.join(path, d, "saved_model.pb")))
+  return os.path.join(path, str(versions[-1])) if versions else None
+
+
 def find_export(path):
-  """The SavedModel directory of an export path (a version directory, or
-  the newest integer version of a model directory), or None."""
+  """The SavedModel directory of an export path (a version directory, the
+  newest integer version of a model directory, or of the only model of an
+  `--export_dir` base), or None. A base holding several models is a
+  `ValueError` naming them."""
   if os.path.exists(os.path.join(path, "saved_model.pb")):
     return path
-  if os.path.isdir(path):
-    versions = sorted(int(d) for d in os.listdir(path) if d.isdigit() and
-                      os.path.exists(os.path.join(path, d, "saved_model.pb")))
-    if versions:
-      return os.path.join(path, str(versions[-1]))
-  return None
+  if not os.path.isdir(path):
+    return None
+  newest = _newest_version(path)
+  if newest is not None:
+    return newest
+  models = sorted(d for d in os.listdir(path)
+                  if os.path.isdir(os.path.join(path, d)) and
+                  _newest_version(os.path.join(path, d)) is not None)
+  if len(models) > 1:
+    raise ValueError(f"{path!r} is an export base holding the models "
+                     f"{', '.join(models)}; give one of them, e.g. "
+                     f"--model {os.path.join(path, models[0])}")
+  return _newest_version(os.path.join(path, models[0])) if models else None
 
 
 class _KerasScorer:
@@ -101,6 +124,10 @@ def load_scorer(model_path, kind, raw_weights=False):
       raise ValueError("--raw_weights applies to checkpoints, not to an "
                        "export (it holds the weights it was exported with)")
     return _ExportScorer(version_dir, kind)
+  if not (model_path.endswith(".keras") or os.path.exists(
+      os.path.join(model_path, "checkpoints", "best.keras"))):
+    raise FileNotFoundError(f"--model {model_path!r} is none of the forms "
+                            f"realnvp-score reads: {MODEL_FORMS}")
   return _KerasScorer(model_path, kind, raw_weights)
 
 
@@ -228,9 +255,11 @@ def score_to_csv(model_path, data_name, kind, output, split="test",
 def main(argv=None):
   p = argparse.ArgumentParser(prog="realnvp-score",
                               description=__doc__.split("\n\n")[0])
-  p.add_argument("--model", required=True,
+  p.add_argument("--model",
                  help="run directory, .keras checkpoint, or TF Serving "
                       "export (model or version directory)")
+  p.add_argument("--pretrained", choices=tfp_realnvp.pretrained_names(),
+                 help="score with a shipped model instead of --model")
   p.add_argument("--data", required=True,
                  help="dataset name (digits, mnist, ...) or folder:PATH")
   p.add_argument("--kind", default="bpd", choices=list(scores.SCORES))
@@ -246,10 +275,18 @@ def main(argv=None):
   p.add_argument("--no_download", action="store_true")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   args = p.parse_args(argv)
+  if (args.model is None) == (args.pretrained is None):
+    p.error("give --model PATH or --pretrained NAME (exactly one)")
   try:
+    model_path = args.model
+    if args.pretrained:
+      if args.raw_weights:
+        raise ValueError("--raw_weights does not apply to --pretrained: "
+                         "pretrained models have one set of weights")
+      model_path = tfp_realnvp.pretrained_file(args.pretrained)
     with console.progress_on_stderr():
       report = score_to_csv(
-          args.model, args.data, args.kind, args.output, split=args.split,
+          model_path, args.data, args.kind, args.output, split=args.split,
           batch_size=args.batch_size, resize=args.resize,
           raw_weights=args.raw_weights, verbose=0 if args.quiet else 1,
           data_dir=args.data_dir, manual_dir=args.manual_dir,
