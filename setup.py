@@ -12,6 +12,7 @@ setup(
     version="0.1.0",
     description=("Real NVP (Dinh et al., ICLR 2017) as TensorFlow Probability "
                  "bijectors with Keras 3 training and TF Serving export"),
+    # The user's README (the guides and measurements are in docs/).
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
@@ -57,6 +58,10 @@ setup(
         # scikit-image: bench.photos' colour patches (its photos ship inside
         # the wheel: no download).
         "bench": ["torch==2.13.0", "normflows==1.7.3", "scikit-image>=0.22"],
+        # The documentation site (mkdocs.yml, docs/): `mkdocs build --strict`.
+        # mkdocstrings-python reads the source statically (griffe): building
+        # the API pages imports no TensorFlow.
+        "docs": ["mkdocs-material>=9.5", "mkdocstrings-python>=1.10"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",
