@@ -148,6 +148,18 @@ def test_class_conditional_spline_model_is_exact():
   assert not np.allclose(lp, model.log_prob(x, tf.constant([1, 0, 2])).numpy())
 
 
+def test_traced_with_an_unknown_batch_size_every_shape_is_static():
+  """A traced `fit` or serving signature has an unknown batch size; the
+  couplings after a spline still see their static channel count."""
+  model = _model(actnorm=True, permutation="conv1x1")
+  x = _images(3)
+  traced = tf.function(model.log_prob).get_concrete_function(
+      tf.TensorSpec([None, 8, 8, 1], tf.float32))
+  assert traced.output_shapes.as_list() == [None]
+  np.testing.assert_allclose(traced(x).numpy(), model.log_prob(x).numpy(),
+                             rtol=1e-5)
+
+
 def test_results_follow_the_weights_and_no_spline_entry_outlives_its_call():
   model = _model()
   x = _images()

@@ -90,6 +90,10 @@ class SplineMap:
     self._active = active
 
   def _select(self, x, y):
+    # TFP's spline loses the static channel count when the batch size is
+    # unknown (a traced `fit` or a serving signature); it is x's.
+    if not tf.executing_eagerly():
+      y.set_shape(x.shape)
     if self._active is None:
       return y
     return x * (1.0 - self._active) + y * self._active
