@@ -117,7 +117,9 @@ def _parser():
   p.add_argument("--structure", default="plain",
                  help="comma list of our structures: plain (Real NVP's "
                       "step), glow (mnist_fast's Glow step: actnorm, 1x1 "
-                      "conv, split prior)")
+                      "conv, split prior), spline and glow_spline (the "
+                      "same with 4-bin rational-quadratic spline "
+                      "couplings)")
   p.add_argument("--passes", type=int, default=3,
                  help="interleaved passes over every contestant; figures "
                       "are medians over passes of per-pass ratios")

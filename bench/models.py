@@ -38,9 +38,14 @@ GLOW_LAYOUT = dict(num_glow_blocks=2, num_steps_per_block=8)
 # mnist_fast's Glow step (training/configs/mnist_fast.json): actnorm, 1×1
 # convolution (LU), split prior.
 GLOW_STEP = {"actnorm": True, "permutation": "conv1x1", "prior": "split"}
+# The rational-quadratic spline coupling (issue 30) with 4 bins: its head
+# has 11 values per element (affine: 2), so at equal parameters its
+# networks are narrower.
+SPLINE = {"coupling": "spline", "spline_bins": 4}
 # Our flow's structures (`--structure` of `python -m bench`, `--glow_step`
 # of `bench.profile`): the constructor options each adds to ours.
-STRUCTURES = {"plain": {}, "glow": GLOW_STEP}
+STRUCTURES = {"plain": {}, "glow": GLOW_STEP, "spline": SPLINE,
+              "glow_spline": dict(GLOW_STEP, **SPLINE)}
 
 
 def structure_options(name):

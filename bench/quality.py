@@ -79,7 +79,7 @@ COLOURS = quality_curve.COLOURS
 plot_curves = quality_curve.plot_curves
 
 
-# The levers of `mnist_fast` (README "Bits/dim per minute"), each added
+# The levers of `mnist_fast` (docs/benchmarks/quality.md), each added
 # alone to BASELINE (the paper's plain recipe on mnist_fast's architecture).
 # Real NVP's own structure: mnist_fast ships Glow's step since 2026-12-06;
 # the ablation and the structure runs start from the paper's model.

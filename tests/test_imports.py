@@ -132,7 +132,7 @@ def test_public_modules_are_attributes_of_the_package():
           "print(all(callable(f) for f in (t.export.export_for_serving, "
           "t.serving.rest_request, t.deployment.check_deployment, "
           "t.optimizers.Adam, t.schedules.Warmup, t.scores.Score, "
-          "t.bijectors.AffineCoupling, t.networks.CouplingResNet))))")
+          "t.bijectors.AffineCoupling, t.networks.CouplingResNet)))")
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                         capture_output=True, text=True, timeout=300,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

@@ -337,7 +337,7 @@ def parser():
                  help="never download; use what --data_dir holds")
   p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                  help="Keras fit verbosity")
-  scale = p.add_argument_group("scale out (see README 'Scale out')")
+  scale = p.add_argument_group("scale out (see docs/guides/scale-out.md)")
   scale.add_argument("--strategy", default="default",
                      choices=strategy_lib.STRATEGIES,
                      help="tf.distribute strategy (multi_worker reads "
