@@ -152,8 +152,12 @@ class BatchNorm(keras.layers.Layer):
           x, gamma, beta, epsilon=self.epsilon, is_training=True)
       # The fused kernel returns the Bessel-corrected variance; keep the
       # biased one (what normalizes) so both paths average the same thing.
-      shape = tf.shape(x)
-      n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
+      height, width = x.shape[1], x.shape[2]
+      if height and width:  # static: one slice of the shape, not three
+        n = tf.cast(tf.shape(x)[0], tf.float32) * float(height * width)
+      else:
+        shape = tf.shape(x)
+        n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
       variance = variance * tf.math.divide_no_nan(n - 1.0, n)
     update_moving(self.moving_mean, mean, self.momentum)
     update_moving(self.moving_variance, variance, self.momentum)

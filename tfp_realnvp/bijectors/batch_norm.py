@@ -216,8 +216,13 @@ class FlowBatchNorm(OnePassBijector):
   def _log_det(self, x, variance, log_gamma):
     """Per-event forward log-det, eq. 18: H·W·Σ_c(log_γ - ½log(σ²+ε))."""
     per_channel = log_gamma - 0.5 * tf.math.log(variance + self._state.epsilon)
-    per_channel = tf.broadcast_to(per_channel, tf.shape(x)[-1:])
-    spatial = tf.cast(tf.shape(x)[-3] * tf.shape(x)[-2], x.dtype)
+    height, width, channels = (x.shape[-3:] if x.shape.rank is not None
+                               else (None, None, None))
+    # Static sizes when known (fewer graph ops); the same values either way.
+    per_channel = tf.broadcast_to(per_channel, [channels] if channels else
+                                  tf.shape(x)[-1:])
+    spatial = (tf.constant(float(height * width), x.dtype) if height and width
+               else tf.cast(tf.shape(x)[-3] * tf.shape(x)[-2], x.dtype))
     ldj = spatial * tf.reduce_sum(per_channel)
     return tf.fill(tf.shape(x)[:-3], ldj)
 
