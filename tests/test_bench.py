@@ -507,7 +507,10 @@ def test_glow_step_is_mnist_fasts_and_one_definition():
   from training import configs  # pylint: disable=import-outside-toplevel
   config = configs.load("mnist_fast")
   assert models.GLOW_STEP == {k: config[k] for k in models.GLOW_STEP}
-  assert models.STRUCTURES == {"plain": {}, "glow": models.GLOW_STEP}
+  assert models.STRUCTURES == {
+      "plain": {}, "glow": models.GLOW_STEP, "spline": models.SPLINE,
+      "glow_spline": dict(models.GLOW_STEP, **models.SPLINE)}
+  assert models.SPLINE["coupling"] == "spline"
   with pytest.raises(ValueError, match="unknown structure 'glo'.*'glow'"):
     models.structure_options("glo")
 

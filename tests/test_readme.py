@@ -96,3 +96,14 @@ def test_quickstart_runs_as_written(tmp_path, monkeypatch):
 
 if __name__ == "__main__":
   raise SystemExit(pytest.main([__file__, "-q"]))
+
+
+def test_the_cli_guide_holds_the_config_table_generated_from_fields():
+  """docs/guides/cli.md's config-key table is `configs.markdown_table()`
+  (generated from FIELDS): a key added, removed or re-documented without
+  the page fails here; paste the function's output into the page."""
+  from training import configs  # pylint: disable=import-outside-toplevel
+  with open(os.path.join(ROOT, "docs", "guides", "cli.md"),
+            encoding="utf-8") as f:
+    page = f.read()
+  assert configs.markdown_table() in page

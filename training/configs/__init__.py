@@ -326,3 +326,30 @@ def validate(config):
   if problems:
     raise ValueError("invalid config: " + "; ".join(problems))
   return config
+
+
+# --- documentation -----------------------------------------------------------
+
+
+def _markdown_value(value):
+  if value is None:
+    return "unset"
+  if isinstance(value, bool):
+    return str(value).lower()
+  if isinstance(value, (list, tuple)):
+    return ",".join(str(v) for v in value)
+  return str(value)
+
+
+def markdown_table():
+  """The config-key table of docs/guides/cli.md, generated from `FIELDS`
+  (key, default, type, meaning); tests/test_readme.py checks the page
+  holds exactly this text."""
+  lines = ["| key | default | type | meaning |", "|---|---|---|---|"]
+  for key, (default, kind, help_text) in FIELDS.items():
+    kind_name = kind if isinstance(kind, str) else kind.__name__
+    text = (help_text.replace("&", "&amp;").replace("<", "&lt;")
+            .replace(">", "&gt;").replace("|", "&#124;"))
+    lines.append(f"| `{key}` | `{_markdown_value(default)}` | {kind_name} | "
+                 f"{text} |")
+  return "\n".join(lines) + "\n"
