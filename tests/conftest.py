@@ -81,6 +81,41 @@ def frozen_batch_norm_dense_log_det(mean, variance, log_gamma, beta, x):
       bijectors.FlowBatchNorm(frozen, training=False).forward, x)
 
 
+def flow_leaves(bijector):
+  """The elementary bijectors of a (nested) TFP chain, in its order."""
+  parts = getattr(bijector, "bijectors", None)
+  if parts is None:
+    inner = getattr(bijector, "bijector", None)
+    return flow_leaves(inner) if inner is not None else [bijector]
+  return [leaf for part in parts for leaf in flow_leaves(part)]
+
+
+def check_served_like_the_model(model, base_dir, images):
+  """Exports `model` under `base_dir`, loads it with TensorFlow's C API (TF
+  Serving's loader, no TF Python) and checks its log_prob, encode, decode
+  and sample signatures against the model on `images`. Returns the version
+  directory."""
+  from tfp_realnvp import export  # pylint: disable=import-outside-toplevel
+  from tfp_realnvp.testing import capi  # pylint: disable=import-outside-toplevel
+  path = export.export_for_serving(model, base_dir)
+  session = capi.CApiSession(path)
+  try:
+    assert not session.tensorflow_python_imported
+    out = session.run("serving_default", {"images": images})
+    np.testing.assert_allclose(out["log_prob"],
+                               model.log_prob(images).numpy(), rtol=1e-4)
+    z = session.run("encode", {"images": images})["latent"]
+    np.testing.assert_allclose(z, model.encode(images).numpy(), atol=1e-3)
+    back = session.run("decode", {"latent": z})["images"]
+    np.testing.assert_allclose(back, images, atol=2e-2)
+    samples = session.run("sample", export.example_inputs(model, "sample",
+                                                          n=2))
+    assert all(np.all(np.isfinite(v)) for v in samples.values())
+  finally:
+    session.close()
+  return path
+
+
 def _bijector_caches():
   """The class-level caches of every loaded `tfb.Bijector` subclass (TFP's
   and this package's `_cache` class attributes: one global storage each)."""

@@ -10,12 +10,11 @@ import pytest
 import tensorflow as tf
 
 import tfp_realnvp
-from conftest import dense_log_det, perturb_weights
+from conftest import (check_served_like_the_model, dense_log_det,
+                      flow_leaves, perturb_weights)
 from tfp_realnvp import bijectors
-from tfp_realnvp import export
 from tfp_realnvp.bijectors import actnorm as actnorm_lib
 from tfp_realnvp.bijectors import permutation as permutation_lib
-from tfp_realnvp.testing import capi
 
 SMALL = dict(num_res_blocks=1, num_filters=8)
 
@@ -116,7 +115,7 @@ def test_glow_step_options_are_exact(options):
   model = _model(**options)
   x = _images()
   flow = model.flow(training=False)
-  names = [b.name for b in _leaves(flow)]
+  names = [b.name for b in flow_leaves(flow)]
   if options.get("actnorm"):
     assert sum(n.startswith("actnorm") for n in names) == 10
   if options.get("permutation", "none") != "none":
@@ -131,14 +130,6 @@ def test_glow_step_options_are_exact(options):
       model.log_prob(x).numpy(),
       (-0.5 * tf.reduce_sum(eps ** 2, axis=1) - 32 * np.log(2 * np.pi)
        ).numpy() + dense_log_det(model.encode, x), rtol=1e-5, atol=2e-2)
-
-
-def _leaves(bijector):
-  parts = getattr(bijector, "bijectors", None)
-  if parts is None:
-    inner = getattr(bijector, "bijector", None)
-    return _leaves(inner) if inner is not None else [bijector]
-  return [leaf for part in parts for leaf in _leaves(part)]
 
 
 def test_channel_couplings_keep_parity_0_under_a_permutation():
@@ -213,21 +204,6 @@ def test_fit_initialises_actnorm_from_a_dataset_and_says_when_it_cannot():
 def test_glow_model_exports_and_serves(tmp_path):
   model = _model(actnorm=True, permutation="conv1x1", prior="made",
                  made_hidden_units=[16], name="glowish")
-  path = export.export_for_serving(model, str(tmp_path / "saved_models"))
-  session = capi.CApiSession(path)
-  try:
-    assert not session.tensorflow_python_imported
-    x = _images(4).numpy()
-    out = session.run("serving_default", {"images": x})
-    np.testing.assert_allclose(out["log_prob"], model.log_prob(x).numpy(),
-                               rtol=1e-4)
-    z = session.run("encode", {"images": x})["latent"]
-    np.testing.assert_allclose(z, model.encode(x).numpy(), atol=1e-3)
-    back = session.run("decode", {"latent": z})["images"]
-    np.testing.assert_allclose(back, x, atol=2e-2)
-    samples = session.run("sample", export.example_inputs(model, "sample",
-                                                          n=2))
-    assert all(np.all(np.isfinite(v)) for v in samples.values())
-  finally:
-    session.close()
+  path = check_served_like_the_model(model, str(tmp_path / "saved_models"),
+                                     _images(4).numpy())
   assert os.path.isdir(path)

@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 
 import tfp_realnvp
-from conftest import dense_log_det, perturb_weights
-from tfp_realnvp import export, networks
+from conftest import (check_served_like_the_model, dense_log_det,
+                      flow_leaves, perturb_weights)
+from tfp_realnvp import networks
 from tfp_realnvp.bijectors import cache, coupling, spline
-from tfp_realnvp.testing import capi
 
 # One scale (four checkerboard couplings) unless the test needs more: the
 # spline's traced graph is about twice the affine one's.
@@ -100,7 +100,7 @@ def test_spline_model_starts_at_the_identity_coupling():
   np.testing.assert_allclose(spline_model.log_prob(x).numpy(),
                              affine_model.log_prob(x).numpy(), rtol=1e-5)
   flow = spline_model.flow(training=False)
-  couplings = [b for b in _leaves(flow) if "coupling" in b.name]
+  couplings = [b for b in flow_leaves(flow) if "coupling" in b.name]
   assert len(couplings) == 10
   h = tf.constant(np.random.default_rng(1).normal(size=(2, 8, 8, 1)),
                   tf.float32)
@@ -108,14 +108,6 @@ def test_spline_model_starts_at_the_identity_coupling():
   np.testing.assert_allclose(first.forward(h).numpy(), h.numpy(), atol=1e-5)
   assert abs(first.forward_log_det_jacobian(h, event_ndims=3).numpy()).max(
   ) < 1e-4
-
-
-def _leaves(bijector):
-  parts = getattr(bijector, "bijectors", None)
-  if parts is None:
-    inner = getattr(bijector, "bijector", None)
-    return _leaves(inner) if inner is not None else [bijector]
-  return [leaf for part in parts for leaf in _leaves(part)]
 
 
 @pytest.mark.parametrize("options", [
@@ -221,23 +213,8 @@ def test_bad_spline_options_are_named(options, match):
 
 def test_spline_model_exports_and_serves(tmp_path):
   model = _model(actnorm=True, checkerboard="squeezed", name="splinish")
-  path = export.export_for_serving(model, str(tmp_path / "saved_models"))
-  session = capi.CApiSession(path)
-  try:
-    assert not session.tensorflow_python_imported
-    x = _images(4).numpy()
-    out = session.run("serving_default", {"images": x})
-    np.testing.assert_allclose(out["log_prob"], model.log_prob(x).numpy(),
-                               rtol=1e-4)
-    z = session.run("encode", {"images": x})["latent"]
-    np.testing.assert_allclose(z, model.encode(x).numpy(), atol=1e-3)
-    back = session.run("decode", {"latent": z})["images"]
-    np.testing.assert_allclose(back, x, atol=2e-2)
-    samples = session.run("sample", export.example_inputs(model, "sample",
-                                                          n=2))
-    assert all(np.all(np.isfinite(v)) for v in samples.values())
-  finally:
-    session.close()
+  check_served_like_the_model(model, str(tmp_path / "saved_models"),
+                              _images(4).numpy())
 
 
 def test_command_line_flags_build_a_spline_model():
