@@ -51,6 +51,11 @@ def interpolation(model, path, steps=8, temperature=0.7):
       f"interpolation between four samples (T = {temperature:g})"), path)
 
 
+def _date_of(csv_path):
+  """The date a data file's name ends with (`…_2026-12-07.csv`)."""
+  return os.path.basename(csv_path).rsplit("_", 1)[-1][:-4]
+
+
 def curve(csv_path, path):
   """bits/dim against training minutes, one line per contestant."""
   rows = {}
@@ -60,11 +65,10 @@ def curve(csv_path, path):
           {"minutes": float(r["minutes"]), "steps": int(r["steps"]),
            "bits_per_dim": float(r["bits_per_dim"]),
            "images": int(r["images"])})
-  date = os.path.basename(csv_path).rsplit("_", 1)[-1][:-4]
   quality_curve.plot_curves(
       [{"label": k, "curve": v} for k, v in rows.items()], path,
-      title=f"test bits/dim against training minutes ({date}, see "
-            f"Benchmarks)")
+      title=f"test bits/dim against training minutes "
+            f"({_date_of(csv_path)}, see Benchmarks)")
   return path
 
 
@@ -89,9 +93,9 @@ def speed(csv_path, path):
   height = 60 + len(groups) * (len(isas) * len(kinds) * bar + gap) + 60
   image = Image.new("RGB", (width, height), "white")
   draw = ImageDraw.Draw(image)
-  date = os.path.basename(csv_path).rsplit("_", 1)[-1][:-4]
   draw.text((10, 10), f"speed, ours / normflows Glow (> 1: ours faster), "
-                      f"small presets, batch 64 ({date}, see Benchmarks)",
+                      f"small presets, batch 64 ({_date_of(csv_path)}, see "
+                      f"Benchmarks)",
             fill="black")
   scale = (width - left - 60) / top
 

@@ -89,9 +89,8 @@ class CheckedStepsMixin:
 def named_optimizer(optimizer):
   """`optimizer`, with the names "adam" and "adamax" resolved to the fused
   `tfp_realnvp.optimizers` classes (Keras' resolves them to its own)."""
-  if isinstance(optimizer, str) and optimizer.lower() in ("adam", "adamax"):
-    return {"adam": optimizers.Adam,
-            "adamax": optimizers.Adamax}[optimizer.lower()]()
+  if isinstance(optimizer, str) and optimizer.lower() in optimizers.OPTIMIZERS:
+    return optimizers.OPTIMIZERS[optimizer.lower()]()
   return optimizer
 
 

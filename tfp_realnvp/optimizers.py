@@ -82,3 +82,8 @@ class Adamax(keras.optimizers.Adamax):
         beta2=tf.constant(self.beta_2, dtype),
         epsilon=tf.constant(self.epsilon, dtype),
         grad=tf.cast(gradient, dtype))
+
+
+# Names -> the fused classes (`RealNVP.compile("adam")`, the CLI's
+# `--optimizer`).
+OPTIMIZERS = {"adam": Adam, "adamax": Adamax}

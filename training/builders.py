@@ -70,8 +70,7 @@ def build_optimizer(config, lr=None):
   """The config's optimizer (fused Adam or Adamax, its schedule, Keras' global
   gradient-norm clipping); `lr`: the `learning_rate(config)` to use (built
   here when None)."""
-  classes = {"adam": tfp_realnvp.optimizers.Adam,
-             "adamax": tfp_realnvp.optimizers.Adamax}
+  classes = tfp_realnvp.optimizers.OPTIMIZERS
   if config["optimizer"] not in classes:
     raise ValueError(f"optimizer must be one of {sorted(classes)}, got "
                      f"{config['optimizer']!r}")

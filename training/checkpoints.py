@@ -106,6 +106,36 @@ def apply_reference(model, checkpoint):
   return True
 
 
+def add_pretrained_flag(parser, help_text):
+  """`--pretrained NAME`: a model shipped with the package instead of a
+  checkpoint (realnvp-sample, -evaluate, -score)."""
+  import tfp_realnvp  # pylint: disable=import-outside-toplevel
+  parser.add_argument("--pretrained", choices=tfp_realnvp.pretrained_names(),
+                      help=help_text)
+
+
+def check_one_source(parser, given, pretrained, given_name):
+  """Exits through `parser.error` unless exactly one of the checkpoint
+  `given` (called `given_name` in the message) and `--pretrained` is set."""
+  if (given is None) == (pretrained is None):
+    parser.error(f"give {given_name} or --pretrained NAME (exactly one)")
+
+
+def pretrained_file(name, raw_weights=False):
+  """The verified shipped file of pretrained model `name`
+  (`tfp_realnvp.pretrained_file`); `--raw_weights` is a ValueError."""
+  import tfp_realnvp  # pylint: disable=import-outside-toplevel
+  check_no_raw_weights(raw_weights)
+  return tfp_realnvp.pretrained_file(name)
+
+
+def check_no_raw_weights(raw_weights):
+  """A ValueError when `--raw_weights` is given with `--pretrained`."""
+  if raw_weights:
+    raise ValueError("--raw_weights applies to checkpoints; the pretrained "
+                     "models have one set of weights")
+
+
 def add_raw_weights_flag(parser):
   parser.add_argument("--raw_weights", action="store_true",
                       help="use the raw weights of a model trained with "

@@ -145,9 +145,9 @@ def main(argv=None):
                               description=__doc__.split("\n\n")[0])
   p.add_argument("checkpoint", nargs="?",
                  help="run directory or .keras checkpoint")
-  p.add_argument("--pretrained", choices=tfp_realnvp.pretrained_names(),
-                 help="evaluate a shipped model instead (on the dataset it "
-                      "was trained on unless --dataset is given)")
+  checkpoints.add_pretrained_flag(
+      p, "evaluate a shipped model instead (on the dataset it was trained "
+         "on unless --dataset is given)")
   p.add_argument("--dataset", help="dataset (default: the run's)")
   p.add_argument("--split", default="test",
                  choices=("test", "validation", "train"))
@@ -167,15 +167,13 @@ def main(argv=None):
   p.add_argument("--manual_dir")
   p.add_argument("--no_download", action="store_true")
   args = p.parse_args(argv)
-  if (args.checkpoint is None) == (args.pretrained is None):
-    p.error("give a checkpoint or --pretrained NAME (exactly one)")
+  checkpoints.check_one_source(p, args.checkpoint, args.pretrained,
+                               "a checkpoint")
   try:
     checkpoint, dataset = args.checkpoint, args.dataset
     if args.pretrained:
-      if args.raw_weights:
-        raise ValueError("--raw_weights does not apply to --pretrained: "
-                         "pretrained models have one set of weights")
-      checkpoint = tfp_realnvp.pretrained_file(args.pretrained)
+      checkpoint = checkpoints.pretrained_file(args.pretrained,
+                                               args.raw_weights)
       dataset = dataset or tfp_realnvp.pretrained_info(
           args.pretrained)["dataset"]
     with console.progress_on_stderr():

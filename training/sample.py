@@ -86,9 +86,8 @@ def main(argv=None):
                               description=__doc__.split("\n\n")[0])
   p.add_argument("checkpoint", nargs="?",
                  help="run directory or .keras checkpoint")
-  p.add_argument("--pretrained", choices=tfp_realnvp.pretrained_names(),
-                 help="a model shipped with the package instead of a "
-                      "checkpoint")
+  checkpoints.add_pretrained_flag(
+      p, "a model shipped with the package instead of a checkpoint")
   p.add_argument("--output", default="samples.png")
   p.add_argument("--num", type=int, default=64)
   p.add_argument("--temperature", type=float, default=1.0)
@@ -102,14 +101,12 @@ def main(argv=None):
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   checkpoints.add_raw_weights_flag(p)
   args = p.parse_args(argv)
-  if (args.checkpoint is None) == (args.pretrained is None):
-    p.error("give a checkpoint or --pretrained NAME (exactly one)")
+  checkpoints.check_one_source(p, args.checkpoint, args.pretrained,
+                               "a checkpoint")
   try:
     model = None
     if args.pretrained:
-      if args.raw_weights:
-        raise ValueError("--raw_weights applies to checkpoints; the "
-                         "pretrained models have one set of weights")
+      checkpoints.check_no_raw_weights(args.raw_weights)
       model = tfp_realnvp.pretrained(args.pretrained)
     with console.progress_on_stderr():
       sample_png(args.checkpoint or args.pretrained, args.output, args.num,

@@ -32,7 +32,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import tfp_realnvp
 from tfp_realnvp import atomic
 from tfp_realnvp import export as export_lib
 from tfp_realnvp import scores
@@ -67,21 +66,23 @@ def find_export(path):
   newest = _newest_version(path)
   if newest is not None:
     return newest
-  models = sorted(d for d in os.listdir(path)
-                  if os.path.isdir(os.path.join(path, d)) and
-                  _newest_version(os.path.join(path, d)) is not None)
+  models = {}
+  for name in sorted(os.listdir(path)):
+    if os.path.isdir(os.path.join(path, name)):
+      version = _newest_version(os.path.join(path, name))
+      if version is not None:
+        models[name] = version
   if len(models) > 1:
     raise ValueError(f"{path!r} is an export base holding the models "
                      f"{', '.join(models)}; give one of them, e.g. "
-                     f"--model {os.path.join(path, models[0])}")
-  return _newest_version(os.path.join(path, models[0])) if models else None
+                     f"--model {os.path.join(path, next(iter(models)))}")
+  return next(iter(models.values()), None)
 
 
 class _KerasScorer:
   """Scores with a `RealNVP` from a run directory or `.keras` file."""
 
-  def __init__(self, path, kind, raw_weights):
-    checkpoint, _ = checkpoints.locate(path)
+  def __init__(self, checkpoint, kind, raw_weights):
     self.model = checkpoints.load_model(checkpoint, raw_weights=raw_weights)
     self.image_shape = tuple(self.model.image_shape)
     if scores.SCORES[kind].needs_reference:
@@ -124,11 +125,13 @@ def load_scorer(model_path, kind, raw_weights=False):
       raise ValueError("--raw_weights applies to checkpoints, not to an "
                        "export (it holds the weights it was exported with)")
     return _ExportScorer(version_dir, kind)
-  if not (model_path.endswith(".keras") or os.path.exists(
-      os.path.join(model_path, "checkpoints", "best.keras"))):
+  try:
+    checkpoint, _ = checkpoints.locate(model_path)
+  except FileNotFoundError as e:
     raise FileNotFoundError(f"--model {model_path!r} is none of the forms "
-                            f"realnvp-score reads: {MODEL_FORMS}")
-  return _KerasScorer(model_path, kind, raw_weights)
+                            f"realnvp-score reads: {MODEL_FORMS} ({e})"
+                            ) from None
+  return _KerasScorer(checkpoint, kind, raw_weights)
 
 
 def image_files(folder):
@@ -258,8 +261,8 @@ def main(argv=None):
   p.add_argument("--model",
                  help="run directory, .keras checkpoint, or TF Serving "
                       "export (model or version directory)")
-  p.add_argument("--pretrained", choices=tfp_realnvp.pretrained_names(),
-                 help="score with a shipped model instead of --model")
+  checkpoints.add_pretrained_flag(
+      p, "score with a shipped model instead of --model")
   p.add_argument("--data", required=True,
                  help="dataset name (digits, mnist, ...) or folder:PATH")
   p.add_argument("--kind", default="bpd", choices=list(scores.SCORES))
@@ -275,15 +278,13 @@ def main(argv=None):
   p.add_argument("--no_download", action="store_true")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   args = p.parse_args(argv)
-  if (args.model is None) == (args.pretrained is None):
-    p.error("give --model PATH or --pretrained NAME (exactly one)")
+  checkpoints.check_one_source(p, args.model, args.pretrained,
+                               "--model PATH")
   try:
     model_path = args.model
     if args.pretrained:
-      if args.raw_weights:
-        raise ValueError("--raw_weights does not apply to --pretrained: "
-                         "pretrained models have one set of weights")
-      model_path = tfp_realnvp.pretrained_file(args.pretrained)
+      model_path = checkpoints.pretrained_file(args.pretrained,
+                                               args.raw_weights)
     with console.progress_on_stderr():
       report = score_to_csv(
           model_path, args.data, args.kind, args.output, split=args.split,
