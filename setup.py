@@ -1,11 +1,33 @@
 """tfp-realnvp: Real NVP density models as TFP bijectors, trained with Keras 3."""
 
 import pathlib
+import re
 
 from setuptools import find_packages
 from setuptools import setup
 
 HERE = pathlib.Path(__file__).parent
+
+
+def package_page_readme(text):
+  """The README as the package index shows it. Links into the source tree
+  (docs/, CHANGELOG.md, LICENSE, ...) do not resolve on a package page, so
+  each becomes its text with the file named after it (the files are in the
+  source distribution, MANIFEST.in); a figure from the tree is dropped.
+  Absolute links stay."""
+  def relative(target):
+    return not re.match(r"[a-z][a-z0-9+.-]*:|#", target)
+
+  def image(match):
+    return "" if relative(match.group(2)) else match.group(0)
+
+  def link(match):
+    label, target = match.group(1), match.group(2)
+    return f"{label} (`{target}`)" if relative(target) else match.group(0)
+
+  text = re.sub(r"!\[([^\]]*)\]\(([^)\s]+)\)\n?", image, text)
+  return re.sub(r"(?<!!)\[([^\]]+)\]\(([^)\s]+)\)", link, text)
+
 
 setup(
     name="tfp-realnvp",
@@ -13,7 +35,8 @@ setup(
     description=("Real NVP (Dinh et al., ICLR 2017) as TensorFlow Probability "
                  "bijectors with Keras 3 training and TF Serving export"),
     # The user's README (the guides and measurements are in docs/).
-    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description=package_page_readme(
+        (HERE / "README.md").read_text(encoding="utf-8")),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["tfp_realnvp", "tfp_realnvp.*",

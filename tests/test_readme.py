@@ -3,6 +3,8 @@ relative link and image path in it exists in the repository."""
 
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -72,6 +74,27 @@ def test_link_extraction():
           "[d](#top) `[e](not/a/link.md)`\n```\n[f](code.md)\n```\n"
           '<img src="docs/z.png">')
   assert relative_targets(text) == ["docs/x.png", "docs/y.md", "docs/z.png"]
+
+
+def test_package_page_has_no_link_into_the_tree():
+  """setup.py's long_description (the package index page) names the files
+  instead of linking them: relative links do not resolve there. Every file
+  it names ships in the source distribution (MANIFEST.in)."""
+  page = subprocess.run([sys.executable, "setup.py", "--long-description"],
+                        cwd=ROOT, capture_output=True, text=True, check=True
+                        ).stdout
+  readme_targets = relative_targets(_readme())
+  assert readme_targets and relative_targets(page) == []
+  assert "https://arxiv.org/abs/1605.08803" in page  # absolute links stay
+  with open(os.path.join(ROOT, "MANIFEST.in"), encoding="utf-8") as f:
+    manifest = f.read()
+  for target in readme_targets:
+    if target.startswith("docs/images/"):
+      continue  # the figure is dropped from the page
+    assert f"`{target}`" in page, target
+    top = target.split("/")[0]
+    assert (top in manifest.split() or
+            f"recursive-include {top}" in manifest), target
 
 
 def test_quickstart_runs_as_written(tmp_path, monkeypatch):
