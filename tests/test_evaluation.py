@@ -1,6 +1,9 @@
 """Results always reflect the current weights: no cache entry, tracing or
 reused distribution may serve an answer computed with older weights."""
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -180,6 +183,61 @@ def test_a_closed_evaluation_leaves_no_cache_entry():
   assert seen["inside"] > before   # the evaluation used the cache
   assert seen["after_other"] == seen["inside"]
   assert _cache_entries() == before
+
+
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(checkerboard="squeezed", permutation="conv1x1", actnorm=True,
+         prior="split", coupling="spline"),
+    dict(permutation="reverse", num_scales=1),
+], ids=["paper", "glow_spline", "reverse"])
+def test_a_traced_model_is_freed_with_its_graphs(options):
+  """No global cache keeps a traced graph alive: once the functions that
+  traced `log_prob` (training and inference), `encode`, `decode` and
+  `sample` are dropped, the model and every graph are collected. (TFP's
+  class caches of `tfb.Reshape`, `Split`, `Transpose`, `Permute`,
+  `ScaleMatvecLU` and the spline kept one entry per traced tensor, with its
+  FuncGraph, for the life of the process; the flow builds them through
+  `cache.scoped`.)"""
+  model = _model(**options)
+  x, z = _images(), _latents()
+  if model.actnorm:
+    model.initialize_actnorm(x)
+  functions = [
+      tf.function(lambda v: model.log_prob(v, training=True)),
+      tf.function(lambda v: model.log_prob(v)),
+      tf.function(lambda v: model.encode(v)),
+      tf.function(lambda v: model.decode(v))]
+  graphs = [weakref.ref(f.get_concrete_function(v).graph)
+            for f, v in zip(functions, [x, x, x, z])]
+  sample = tf.function(lambda: model.sample(2, seed=(1, 2)))
+  graphs.append(weakref.ref(sample.get_concrete_function().graph))
+  model_ref = weakref.ref(model)
+  del model, functions, sample
+  gc.collect()
+  assert model_ref() is None
+  assert [g() for g in graphs] == [None] * len(graphs)
+
+
+def test_scoped_tfp_bijector_classes():
+  reshape = cache.scoped(tfb.Reshape)
+  assert reshape is cache.scoped(tfb.Reshape) is cache.scoped(reshape)
+  assert reshape.__name__ == "ScopedReshape"
+  assert issubclass(reshape, tfb.Reshape) and reshape is not tfb.Reshape
+  b = reshape(event_shape_out=[4], event_shape_in=[2, 2])
+  x = tf.reshape(tf.range(8.0), [2, 2, 2])
+  before = _cache_entries()
+  with cache.evaluation():
+    y = b.forward(x)
+    assert b.forward(x) is y            # one evaluation: a cache hit
+    assert _cache_entries() > before
+  assert _cache_entries() == before     # closed: no entry left
+  assert b.forward(x) is not y          # a new evaluation computes again
+  np.testing.assert_array_equal(b.inverse(y).numpy(), x.numpy())
+  with pytest.raises(TypeError, match="Bijector subclass"):
+    cache.scoped(tf.Module)
+  with pytest.raises(TypeError, match="Bijector subclass"):
+    cache.scoped(b)
 
 
 def test_every_training_call_updates_moving_statistics():

@@ -101,6 +101,21 @@ def test_tfp_non_composite_classes():
   assert callable(scope), "TFP removed Distribution._name_and_control_scope"
 
 
+def test_spline_shared_computation():
+  """bijectors.spline computes a spline's value and log-det from one call
+  of TFP's `RationalQuadraticSpline._compute_shared` and reads these fields
+  of its result."""
+  b = tfb.RationalQuadraticSpline(bin_widths=[1.0, 1.0],
+                                  bin_heights=[1.0, 1.0],
+                                  knot_slopes=[1.0], range_min=-1.0)
+  shared = b._compute_shared(x=tf.constant([0.5]))  # pylint: disable=protected-access
+  for field in ("out_of_bounds", "x_k", "y_k", "d_k", "d_kp1", "h_k", "w_k",
+                "s_k"):
+    assert hasattr(shared, field), f"_compute_shared lost {field!r}"
+  shared = b._compute_shared(y=tf.constant([0.5]))  # pylint: disable=protected-access
+  assert hasattr(shared, "y_k")
+
+
 def test_multi_worker_mode_query():
   """_keras_glue.reducible_logs and training/strategy.py ask
   `MultiWorkerMirroredStrategy.extended._in_multi_worker_mode()`: the

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import tfp_realnvp
 from conftest import (check_served_like_the_model, dense_log_det,
@@ -161,8 +162,53 @@ def test_results_follow_the_weights_and_no_spline_entry_outlives_its_call():
   after = f(x).numpy()
   assert not np.allclose(before, after)
   np.testing.assert_allclose(after, model.log_prob(x).numpy(), rtol=1e-5)
-  assert not spline._RationalQuadraticSpline._cache.storage  # pylint: disable=protected-access
   assert cache.current() is None
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_one_search_map_equals_tfp_spline(dtype):
+  """SplineMap computes the value and the log-det from one bin search; both
+  directions equal TFP's `RationalQuadraticSpline` (which searches per
+  method), inside the interval and in both tails, with non-trivial knots."""
+  rng = np.random.default_rng(3)
+  bins, bound = 5, 2.0
+  params = tf.constant(rng.normal(0, 1.5, (6, 4 * (3 * bins - 1))), dtype)
+  x = tf.constant(np.concatenate(
+      [rng.uniform(-1.99, 1.99, (6, 3)), [[-2.5], [3.0], [-2.0], [2.0],
+                                          [2.5], [-7.0]]], axis=1), dtype)
+  ours = spline.SplineMap(params, bins, bound)
+  tfp_spline = ours._spline  # pylint: disable=protected-access
+  assert isinstance(tfp_spline, tfp.bijectors.RationalQuadraticSpline)
+  y = ours.forward(x)
+  tol = dict(rtol=1e-5, atol=1e-5) if dtype == tf.float32 else dict(
+      rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(y, tfp_spline.forward(x), **tol)
+  np.testing.assert_allclose(
+      ours.forward_log_det_jacobian(x, 1),
+      tfp_spline.forward_log_det_jacobian(x, event_ndims=1), **tol)
+  np.testing.assert_allclose(ours.inverse(y), tfp_spline.inverse(y), **tol)
+  # Steep random bins lose a few float32 digits on the way back (TFP's
+  # inverse as much as ours); float64 is exact to 1e-10.
+  np.testing.assert_allclose(ours.inverse(y), x, **(
+      dict(rtol=0, atol=1e-3) if dtype == tf.float32 else tol))
+  np.testing.assert_allclose(
+      ours.inverse_log_det_jacobian(y, 1),
+      tfp_spline.inverse_log_det_jacobian(y, event_ndims=1), **tol)
+  assert np.all(ours.forward_log_det_jacobian(x, 0).numpy()[:, 3:] == 0)
+  assert np.any(np.abs(ours.forward_log_det_jacobian(x, 0).numpy()[:, :3])
+                > 1e-2)
+
+
+def test_a_spline_coupling_searches_its_bins_once_per_direction():
+  """The traced log_prob of a spline model has one searchsorted per
+  coupling (TFP's spline alone would search again for the log-det)."""
+  model = _model()
+  x = _images()
+  graph = tf.function(lambda v: model.log_prob(v)).get_concrete_function(
+      x).graph
+  searches = [op for op in graph.get_operations()
+              if op.type in ("LowerBound", "UpperBound")]
+  assert len(searches) == len(model.coupling_networks) > 0
 
 
 def test_spline_model_trains_saves_and_loads(tmp_path):

@@ -53,6 +53,7 @@ import itertools
 import threading
 import weakref
 
+from tensorflow_probability.python.bijectors import bijector as bijector_lib
 from tensorflow_probability.python.bijectors import chain as chain_lib
 from tensorflow_probability.python.bijectors import invert as invert_lib
 from tensorflow_probability.python.bijectors import joint_map as joint_map_lib
@@ -115,10 +116,10 @@ def _drop_entries(token):
   which holds the weakly keyed input and output, and the key holds the
   bijector with its Keras layers. Left in place they kept every traced
   graph and its model alive for the life of the process. Entries of other
-  evaluations (another thread's, a replica's) stay. (TFP's own class caches,
-  e.g. of the `tfb.Reshape`, `tfb.Split` and `tfb.Transpose` inside the
-  flow, keep entries for symbolic tensors the same way; they are TFP's and
-  are left alone here.)
+  evaluations (another thread's, a replica's) stay. The TFP bijectors the
+  flow is built from (`tfb.Reshape`, `tfb.Split`, `tfb.Transpose`, ...)
+  would keep such entries in TFP's class caches the same way: the flow
+  uses their `scoped` subclasses.
   """
   for storage in list(_storages.values()):
     for key in list(storage):
@@ -222,6 +223,40 @@ class Invert(EvaluationScoped, invert_lib._Invert):
 
 class JointMap(EvaluationScoped, joint_map_lib._JointMap):
   """`tfb.JointMap` whose results live for one evaluation."""
+
+
+_scoped_classes = {}
+
+
+def scoped(cls):
+  """The subclass of the TFP bijector class `cls` whose cache entries live
+  for one evaluation (`EvaluationScoped` first in its bases), one per class.
+
+  TFP's class caches keep an entry for every symbolic tensor a bijector was
+  traced on, with the log-det it computed: the entry holds that tensor's
+  FuncGraph, so every graph ever traced through a plain `tfb.Reshape` or
+  `tfb.Split` (and the model whose layers it captured) would stay alive
+  for the life of the process. Build the flow's TFP parts through this:
+
+  ```python
+  flatten = scoped(tfb.Reshape)(event_shape_out=[16], event_shape_in=[4, 4])
+  ```
+
+  The subclass is named `Scoped<Name>` (a CompositeTensor class registers
+  its TypeSpec under its own name, so TFP's registration stays intact).
+  """
+  if not (isinstance(cls, type) and issubclass(cls, bijector_lib.Bijector)):
+    raise TypeError(f"scoped() takes a tfp.bijectors.Bijector subclass, got "
+                    f"{cls!r}")
+  if issubclass(cls, EvaluationScoped):
+    return cls
+  if cls not in _scoped_classes:
+    _scoped_classes[cls] = type(
+        f"Scoped{cls.__name__}", (EvaluationScoped, cls),
+        {"__module__": __name__,
+         "__doc__": f"`tfb.{cls.__name__}` whose results live for one "
+                    "evaluation (`tfp_realnvp.bijectors.cache.scoped`)."})
+  return _scoped_classes[cls]
 
 
 class TransformedDistribution(td_lib._TransformedDistribution):

@@ -20,8 +20,10 @@ draw of `u` is a one-sample estimate of that bound.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp.bijectors import cache
 
-class LogitPreprocess(tfp.bijectors.Bijector):
+
+class LogitPreprocess(cache.EvaluationScoped, tfp.bijectors.Bijector):
   """Elementwise `x ∈ [0, 256) -> logit(α + (1-2α)·x/256)` (data -> latent).
 
   Args:

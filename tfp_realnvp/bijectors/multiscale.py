@@ -32,9 +32,9 @@ from tfp_realnvp.bijectors import cache
 
 def flatten(event_shape, name="flatten"):
   """`tfb.Reshape` from `event_shape` to `[prod(event_shape)]`."""
-  return tfp.bijectors.Reshape(event_shape_out=[int(np.prod(event_shape))],
-                         event_shape_in=[int(d) for d in event_shape],
-                         name=name)
+  return cache.scoped(tfp.bijectors.Reshape)(
+      event_shape_out=[int(np.prod(event_shape))],
+      event_shape_in=[int(d) for d in event_shape], name=name)
 
 
 def factor_out(event_shape, rest, name="factor_out"):
@@ -56,12 +56,14 @@ def factor_out(event_shape, rest, name="factor_out"):
   n_out = height * width * half
   n_rest = height * width * (channels - half)
   # The composites hold `rest` (whose layers' weights change): their cache
-  # entries must not outlive one evaluation either.
+  # entries must not outlive one evaluation either, nor the splits' (TFP's
+  # class cache would keep every traced graph alive).
+  split = cache.scoped(tfp.bijectors.Split)
   return cache.Chain(
       [
-          cache.Invert(tfp.bijectors.Split([n_out, n_rest], axis=-1)),
+          cache.Invert(split([n_out, n_rest], axis=-1)),
           cache.JointMap([flatten((height, width, half)), rest]),
-          tfp.bijectors.Split(2, axis=-1),
+          split(2, axis=-1),
       ],
       name=name)
 

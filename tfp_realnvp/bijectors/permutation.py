@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_realnvp.bijectors import cache
 from tfp_realnvp.bijectors._one_pass import PerPixelBijector
 
 NONE = "none"
@@ -44,8 +45,8 @@ PERMUTATIONS = (NONE, REVERSE, CONV1X1)
 
 def reverse_channels(channels, name="reverse_channels"):
   """`tfb.Permute` reversing the last axis (log-det 0)."""
-  return tfp.bijectors.Permute(permutation=list(range(channels))[::-1],
-                               axis=-1, name=name)
+  return cache.scoped(tfp.bijectors.Permute)(
+      permutation=list(range(channels))[::-1], axis=-1, name=name)
 
 
 def _random_lu(channels, seed):
@@ -121,7 +122,7 @@ class InvertibleConv1x1(PerPixelBijector):
 
   def matvec_lu(self):
     """TFP's `tfb.ScaleMatvecLU` of the current weights."""
-    return tfp.bijectors.ScaleMatvecLU(
+    return cache.scoped(tfp.bijectors.ScaleMatvecLU)(
         self._state.lower_upper(),
         tf.convert_to_tensor(self._state.permutation))
 

@@ -15,6 +15,8 @@ the elements (volume preserving, log-det 0) and its inverse comes from TFP.
 
 import tensorflow_probability as tfp
 
+from tfp_realnvp.bijectors import cache
+
 tfb = tfp.bijectors
 
 
@@ -31,8 +33,9 @@ def Squeeze(event_shape, validate_args=False, name="squeeze"):  # pylint: disabl
   """Space-to-depth bijector on events of shape `(H, W, C)`.
 
   A factory (named like a bijector class) that returns a `tfb.Chain` of
-  `tfb.Reshape` and `tfb.Transpose`, so it stays a composite-tensor TFP
-  bijector with TFP's own inverse.
+  `tfb.Reshape` and `tfb.Transpose` with TFP's own inverse, each scoped to
+  one evaluation (`cache.scoped`: TFP's class caches would keep every graph
+  traced through them alive).
 
   Example:
 
@@ -47,12 +50,13 @@ def Squeeze(event_shape, validate_args=False, name="squeeze"):  # pylint: disabl
   """
   out_h, out_w, out_c = squeeze_event_shape(event_shape)
   channels = out_c // 4
-  return tfb.Chain(
+  reshape = cache.scoped(tfb.Reshape)
+  return cache.Chain(
       [
-          tfb.Reshape(event_shape_out=[out_h, out_w, out_c],
-                          event_shape_in=[out_h, out_w, 2, 2, channels]),
-          tfb.Transpose(perm=[0, 2, 1, 3, 4]),
-          tfb.Reshape(event_shape_out=[out_h, 2, out_w, 2, channels],
-                          event_shape_in=[2 * out_h, 2 * out_w, channels]),
+          reshape(event_shape_out=[out_h, out_w, out_c],
+                  event_shape_in=[out_h, out_w, 2, 2, channels]),
+          cache.scoped(tfb.Transpose)(perm=[0, 2, 1, 3, 4]),
+          reshape(event_shape_out=[out_h, 2, out_w, 2, channels],
+                  event_shape_in=[2 * out_h, 2 * out_w, channels]),
       ],
       validate_args=validate_args, name=name)
