@@ -213,7 +213,7 @@ def test_a_traced_model_is_freed_with_its_graphs(options):
   sample = tf.function(lambda: model.sample(2, seed=(1, 2)))
   graphs.append(weakref.ref(sample.get_concrete_function().graph))
   model_ref = weakref.ref(model)
-  del model, functions, sample
+  model = functions = sample = None  # the closures now hold None
   gc.collect()
   assert model_ref() is None
   assert [g() for g in graphs] == [None] * len(graphs)
