@@ -2,6 +2,7 @@
 reused distribution may serve an answer computed with older weights."""
 
 import gc
+import sys
 import weakref
 
 import numpy as np
@@ -217,6 +218,30 @@ def test_a_traced_model_is_freed_with_its_graphs(options):
   gc.collect()
   assert model_ref() is None
   assert [g() for g in graphs] == [None] * len(graphs)
+
+
+def test_no_cache_callback_raises_after_fit_decode_and_a_refused_inverse(
+    monkeypatch):
+  """Issue 31: a script printed `Exception ignored in: <bound method
+  WeakStructRef._cleanup ...> KeyError` (a weakref callback of a bijector
+  cache deleting an entry twice) after `fit`, `decode` and a refused
+  training-mode inverse. Every unraisable exception is recorded here, up to
+  the collection of the model and its graphs."""
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)
+  model = _model(num_scales=1)
+  x = _images(8)
+  model.compile(optimizer="adam")
+  model.fit(x, epochs=1, batch_size=4, verbose=0)
+  z = _latents()
+  model.decode(z)
+  with pytest.raises(ValueError, match="training-mode flow"):
+    model.flow(training=True).inverse(z)
+  model.encode(x)
+  model.sample(2, seed=(1, 2))
+  model = None
+  gc.collect()
+  assert [(u.exc_type, str(u.object)) for u in seen] == []
 
 
 def test_scoped_tfp_bijector_classes():

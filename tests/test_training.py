@@ -212,8 +212,10 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path, capsys):
                      "--epochs", "3"] + TINY,
                     callbacks=[Interrupt(2, 1, action=explode)])
   assert code == 3
-  err = capsys.readouterr().err
+  captured = capsys.readouterr()
+  err = captured.err
   assert "training loss became" in err and "last good checkpoint" in err
+  assert captured.out.count(f"starting run in {run_dir} ") == 1  # once
   assert sha256(best) == seen["digest"]
   assert backup_epoch(run_dir) == 1  # the broken weights were not backed up
   assert np.isfinite(evaluate_cli.evaluate(run_dir))
