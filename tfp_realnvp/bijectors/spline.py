@@ -78,14 +78,14 @@ class SplineMap:
         math.log(2.0), dtype)
     # TFP's spline holds the parameters and finds each element's bin
     # (`_compute_shared`, once per direction); the value and the log-det
-    # are computed here from that one search (`_forward_pair`).
+    # are computed here from that one search (`_pair`).
     self._spline = tfp.bijectors.RationalQuadraticSpline(
         bin_widths=bin_sizes(theta[..., :bins]),
         bin_heights=bin_sizes(theta[..., bins:2 * bins]),
         knot_slopes=tf.maximum(slopes, tf.constant(1e-6, dtype)),
         range_min=tf.constant(-bound, dtype))
     self._active = active
-    self._pairs = {}
+    self._last = {}  # direction -> (input, output, log-det)
 
   def _select(self, x, y):
     # TFP's spline loses the static channel count when the batch size is
@@ -103,14 +103,14 @@ class SplineMap:
 
   def _pair(self, value, inverse):
     """`(output, elementwise log-det of this direction)` from one bin
-    search, remembered for this map's call (`forward` then
-    `forward_log_det_jacobian` on the same tensor search once)."""
-    key = (id(value), inverse)
-    if key not in self._pairs or self._pairs[key][0] is not value:
-      self._pairs[key] = (value,) + (
+    search, remembered for the last tensor of each direction (`forward`
+    then `forward_log_det_jacobian` on the same tensor search once)."""
+    last = self._last.get(inverse)
+    if last is None or last[0] is not value:
+      last = self._last[inverse] = (value,) + (
           _inverse_and_log_det(self._spline, value) if inverse else
           _forward_and_log_det(self._spline, value))
-    return self._pairs[key][1:]
+    return last[1:]
 
   def forward(self, x):
     return self._select(x, self._pair(x, inverse=False)[0])
