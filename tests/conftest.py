@@ -60,11 +60,26 @@ def dense_log_det(fn, x):
     tape.watch(x)
     y = fn(x)
   jac = tape.batch_jacobian(y, x)
+  _clear_pfor_caches()
   n = int(np.prod(x.shape[1:]))
   jac = tf.reshape(tf.cast(jac, tf.float64), [-1, n, n])
   sign, logdet = tf.linalg.slogdet(jac)
   assert np.all(sign.numpy() != 0), "singular Jacobian"
   return logdet.numpy()
+
+
+def _clear_pfor_caches():
+  """Empties TF's module-level caches of `pfor` (what `batch_jacobian`
+  vectorizes with). `_channel_flatten_input_cache` is keyed by
+  `(graph, tensor ref, data format)` for every convolution it converts and
+  is never cleared: each dense Jacobian of a convolutional flow kept its
+  pfor graph (~10^4 operations) alive for the rest of the process, ~10^5
+  objects that every later full garbage collection walked. Entries are
+  only reused while one graph is converted, which has ended here."""
+  # pylint: disable-next=import-outside-toplevel
+  from tensorflow.python.ops.parallel_for import pfor
+  for name in ("_channel_flatten_input_cache", "_stack_cache"):
+    getattr(pfor, name).clear()
 
 
 def frozen_batch_norm_dense_log_det(mean, variance, log_gamma, beta, x):
@@ -182,6 +197,10 @@ def _release_module_state():
   drop_custom_gradients(_custom_gradient_names() - before)
   keras.backend.clear_session()
   gc.collect()
+  # What survives a module (imported modules, session fixtures, caches
+  # TF never empties) is not garbage again: frozen, later full collections
+  # (which ran up to 11 s each late in a run, walking it all) skip it.
+  gc.freeze()
 
 
 @pytest.fixture
