@@ -150,6 +150,45 @@ def test_killed_worker_resumes_from_backup(killed_and_resumed):
   assert worker["final_weights_sha256"] == metrics["final_weights_sha256"]
 
 
+def test_relaunch_after_training_ended_but_before_a_worker_result(
+    killed_and_resumed, tmp_path):
+  """The job killed after the chief wrote training_done.json and before the
+  worker wrote its result.json (issue 13's open case), then relaunched with
+  the same command: the chief evaluates and exports, the worker writes its
+  result without training or waiting; both exit 0 (it used to hang: the
+  worker trained again alone, its collectives without a peer)."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  source, _, _ = killed_and_resumed
+  shutil.copytree(source / "run", tmp_path / "run")
+  shutil.copytree(source / "saved_models", tmp_path / "saved_models")
+  run = tmp_path / "run"
+  metrics = json.loads((run / "metrics.json").read_text())
+  # The state that kill leaves: the chief's training summary, no metrics,
+  # no worker result (and no worker backup that would end training).
+  done_keys = ("last_epoch", "epochs_run_in_this_process", "resumed",
+               "train_images_per_second", "train_seconds", "train_steps",
+               "final_weights_sha256")
+  (run / "training_done.json").write_text(json.dumps(
+      {k: v for k, v in metrics.items()
+       if k in done_keys or k.startswith("best_")}))
+  (run / "metrics.json").unlink()
+  (run / "workertemp_worker_1" / "result.json").unlink()
+  codes = _wait(_start_workers(tmp_path, _free_ports(2), epochs=EPOCHS,
+                               extra_flags=["--actnorm", "true"]),
+                tmp_path, timeout=240)
+  assert codes == [0, 0], _logs(tmp_path)
+  again = json.loads((run / "metrics.json").read_text())
+  assert again["last_epoch"] == EPOCHS
+  assert again["final_weights_sha256"] == metrics["final_weights_sha256"]
+  assert again["test_bits_per_dim"] == pytest.approx(
+      metrics["test_bits_per_dim"], abs=1e-4)
+  worker = _worker_result(tmp_path, 1)
+  assert worker["training_ended_before_this_launch"] is True
+  assert worker["worker"] == ["worker", 1]
+  assert "ended in an earlier launch" in (tmp_path / "worker1.log").read_text()
+  assert not (run / "training_done.json").exists()
+
+
 def test_mirrored_strategy_from_the_command_line(tmp_path):
   """`--strategy mirrored --devices ...` trains under MirroredStrategy (one
   CPU replica here; the two-replica numerics are tests/test_fit.py's)."""

@@ -110,6 +110,12 @@ def any_worker(strategy, flag):
                               axis=None).numpy() > 0)
 
 
+def barrier(strategy):
+  """Returns on each worker once every worker has called it (a collective;
+  nothing under one worker)."""
+  any_worker(strategy, False)
+
+
 def max_over_workers(strategy, value):
   """The largest of every worker's float `value` (a collective, like
   `any_worker`)."""
