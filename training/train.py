@@ -71,6 +71,7 @@ from training import callbacks as callbacks_lib
 from training import configs
 from training import fitting
 from training import flags
+from training import relaunch
 from training import results
 from training import rundir
 from training import strategy as strategy_lib
@@ -194,28 +195,12 @@ def _set_up(config, output_dir, fresh, strategy, devices, tpu, **data_source):
 def _previous_result(r):
   """What an earlier process left that makes this one do nothing: the
   metrics.json of a finished run (chief) or this worker's result.json;
-  None when there is work to do.
-
-  Under multi_worker every process first learns whether training ended in
-  an earlier launch of the job (the chief's training_done.json or
-  metrics.json, a worker's result.json): one collective, before anything
-  else that is one, so that no process enters a collective its peers skip.
-  A worker killed after the chief wrote training_done.json but before its
-  own result.json used to build its model again (a variable broadcast)
-  while the chief evaluated alone or had exited: the relaunch hung."""
+  None when there is work to do. Under multi_worker every process first
+  learns whether training ended in an earlier launch (`relaunch`)."""
   result_path = rundir.result_path(r.own_dir)
   if r.multi_worker:
-    here = (r.state in ("trained", "finished") if r.chief
-            else os.path.exists(result_path))
-    r.training_ended = strategy_lib.any_worker(r.strategy, here)
-    if r.chief and r.training_ended and r.state not in ("trained",
-                                                        "finished"):
-      raise RuntimeError(
-          f"a worker of this job reports that training ended (its "
-          f"result.json), but the chief's {rundir.DONE_FILE} is missing "
-          f"from {r.run_dir}: the run directory was changed by hand. Start "
-          f"the job again with a new --output_dir (or remove the workers' "
-          f"workertemp_* directories to train again)")
+    r.training_ended = relaunch.ended_anywhere(r.strategy, r.chief, r.state,
+                                               r.own_dir)
   if r.chief and r.state == "finished":
     print(f"the run in {r.run_dir} is already finished (metrics.json); "
           f"nothing to do", flush=True)
@@ -223,28 +208,8 @@ def _previous_result(r):
   if not r.chief and os.path.exists(result_path):
     return rundir.read_json(result_path)
   if not r.chief and r.training_ended:
-    return _worker_after_the_fact(r)
+    return relaunch.worker_result(r.strategy, r.run_dir, r.own_dir)
   return None
-
-
-def _worker_after_the_fact(r):
-  """A worker relaunched after training ended (it was killed before it
-  wrote its result.json): it writes that result, from its backup's epoch,
-  and drops the backup; it joins no collective (the chief evaluates alone)."""
-  metadata = os.path.join(rundir.backup_dir(r.own_dir),
-                          "training_metadata.json")
-  last_epoch = None
-  if os.path.exists(metadata):
-    last_epoch = rundir.read_json(metadata).get("epoch")
-  result = dict(last_epoch=last_epoch, training_ended_before_this_launch=True,
-                worker=list(strategy_lib.task(r.strategy)))
-  print(f"training of the run in {r.run_dir} ended in an earlier launch "
-        f"(the chief holds its summary); worker "
-        f"{strategy_lib.task(r.strategy)} writes its result and stops",
-        flush=True)
-  os.makedirs(r.own_dir, exist_ok=True)
-  rundir.finish_worker(r.own_dir, result)
-  return result
 
 
 def _begin(r):
