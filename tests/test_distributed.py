@@ -155,8 +155,8 @@ def test_relaunch_after_training_ended_but_before_a_worker_result(
   """The job killed after the chief wrote training_done.json and before the
   worker wrote its result.json (issue 13's open case), then relaunched with
   the same command: the chief evaluates and exports, the worker writes its
-  result without training or waiting; both exit 0 (it used to hang: the
-  worker trained again alone, its collectives without a peer)."""
+  result without training or waiting; both exit 0 (the worker used to
+  train again alone and fail, exit 1, when its collectives lost their peer)."""
   import shutil  # pylint: disable=import-outside-toplevel
   source, _, _ = killed_and_resumed
   shutil.copytree(source / "run", tmp_path / "run")

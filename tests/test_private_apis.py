@@ -165,7 +165,7 @@ def test_tf_pfor_caches_that_the_test_helpers_empty():
   """tests/conftest.py `dense_log_det` empties TF's module-level pfor caches
   after each `batch_jacobian` (they are never cleared by TF and kept every
   converted graph alive); the names must still exist, and after the helper
-  no pfor graph of a convolution stays alive."""
+  no pfor graph (here of a fused batch norm's gradient) stays alive."""
   import gc  # pylint: disable=import-outside-toplevel
   from tensorflow.python.framework import func_graph  # pylint: disable=import-outside-toplevel
   from tensorflow.python.ops.parallel_for import pfor  # pylint: disable=import-outside-toplevel

@@ -29,6 +29,25 @@ class DamagedBackupError(Exception):
   file and why)."""
 
 
+# Keras' name for the metadata of the latest backed-up state.
+METADATA_FILE = "training_metadata.json"
+
+
+def _epoch_or_none(metadata_path):
+  try:
+    with open(metadata_path, encoding="utf-8") as f:
+      epoch = json.load(f).get("epoch")
+    return epoch if isinstance(epoch, int) else None
+  except (OSError, ValueError, AttributeError):
+    return None
+
+
+def saved_epoch(backup_dir):
+  """The epoch the latest backed-up state in `backup_dir` records (no
+  weights are read); None when there is none or it cannot be read."""
+  return _epoch_or_none(os.path.join(backup_dir, METADATA_FILE))
+
+
 class ResumableBackup(keras.callbacks.BackupAndRestore):
   """`BackupAndRestore` whose state survives a crash at any instant, and
   whose damaged state is reported instead of crashing every rerun.
@@ -154,7 +173,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
       except DamagedBackupError as e:
         problems.append(str(e))
         if label == "latest":
-          lost = self._epoch_or_none(metadata_path)
+          lost = _epoch_or_none(metadata_path)
         else:  # drop the copies made above (the originals are set aside)
           for copy in (self._weights_path, self._training_metadata_path):
             if os.path.exists(copy):
@@ -178,15 +197,6 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                    f"checkpoints/best.keras and its best value are kept).")
     self.restored_epoch = 0
     return 0
-
-  @staticmethod
-  def _epoch_or_none(metadata_path):
-    try:
-      with open(metadata_path, encoding="utf-8") as f:
-        epoch = json.load(f).get("epoch")
-      return epoch if isinstance(epoch, int) else None
-    except (OSError, ValueError, AttributeError):
-      return None
 
   def on_train_begin(self, logs=None):
     self.restore()

@@ -15,6 +15,7 @@ stops (`worker_result`), and the chief evaluates alone.
 
 import os
 
+from training import backup as backup_lib
 from training import rundir
 from training import strategy as strategy_lib
 
@@ -41,10 +42,7 @@ def worker_result(strategy, run_dir, own_dir):
   """A worker relaunched after training ended, without its result.json
   (killed before it wrote it): writes that result, with its backup's
   epoch, drops the backup and returns the result. It joins no collective."""
-  metadata = os.path.join(rundir.backup_dir(own_dir), "training_metadata.json")
-  last_epoch = None
-  if os.path.exists(metadata):
-    last_epoch = rundir.read_json(metadata).get("epoch")
+  last_epoch = backup_lib.saved_epoch(rundir.backup_dir(own_dir))
   task = strategy_lib.task(strategy)
   result = dict(last_epoch=last_epoch, training_ended_before_this_launch=True,
                 worker=list(task))

@@ -155,9 +155,6 @@ class _Run:
   # The optimizer's time-keyed schedule (`builders.budget_schedule`), whose
   # progress `fitting.fit` feeds; None for a step-keyed or constant rate.
   schedule: object = None
-  # Multi-worker: training ended in an earlier launch of the job, on any
-  # of its processes (`_previous_result`).
-  training_ended: bool = False
 
   @property
   def trained(self):
@@ -198,16 +195,15 @@ def _previous_result(r):
   None when there is work to do. Under multi_worker every process first
   learns whether training ended in an earlier launch (`relaunch`)."""
   result_path = rundir.result_path(r.own_dir)
-  if r.multi_worker:
-    r.training_ended = relaunch.ended_anywhere(r.strategy, r.chief, r.state,
-                                               r.own_dir)
+  training_ended = r.multi_worker and relaunch.ended_anywhere(
+      r.strategy, r.chief, r.state, r.own_dir)
   if r.chief and r.state == "finished":
     print(f"the run in {r.run_dir} is already finished (metrics.json); "
           f"nothing to do", flush=True)
     return rundir.read_metrics(r.run_dir)
   if not r.chief and os.path.exists(result_path):
     return rundir.read_json(result_path)
-  if not r.chief and r.training_ended:
+  if not r.chief and training_ended:
     return relaunch.worker_result(r.strategy, r.run_dir, r.own_dir)
   return None
 
