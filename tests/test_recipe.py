@@ -152,7 +152,8 @@ def test_bn_lag_model_is_exact_and_trains(rng):
   for state in model.batch_norm_states:
     state.num_updates.assign(0.0)
   model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
-  model.fit(_levels(rng, 32) + 0.5, batch_size=16, epochs=1, verbose=0)
+  model.fit(_levels(rng, 32) + 0.5, batch_size=16, epochs=1, verbose=0,
+            score_statistics=False)
   assert all(float(s.num_updates.numpy()) == 2.0
              for s in model.batch_norm_states)
 
@@ -182,7 +183,7 @@ def test_ema_follows_the_recursion_and_serves_inference(rng, tmp_path):
   x = _levels(rng, 48) + 0.5
   # The recorder runs before the EMA update (user callbacks come first).
   model.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False,
-            callbacks=[record])
+            callbacks=[record], score_statistics=False)
   expected = initial
   for t, raw in enumerate(record.weights, start=1):
     d = min(0.9, (1.0 + t) / (10.0 + t))
@@ -288,7 +289,8 @@ def test_variational_dequantization_trains_jointly_and_names_its_bound(rng):
   model.compile(optimizer=tfp_realnvp.optimizers.Adam(1e-3))
   before = [v.numpy().copy() for v in model.dequantizer.trainable_weights]
   assert before
-  history = model.fit(_levels(rng, 32), batch_size=16, epochs=1, verbose=0)
+  history = model.fit(_levels(rng, 32), batch_size=16, epochs=1, verbose=0,
+                      score_statistics=False)
   assert "variational_bits_per_dim" in history.history
   assert "bits_per_dim" not in history.history
   changed = [not np.allclose(b, v.numpy()) for b, v in
@@ -389,7 +391,8 @@ def test_time_budget_stops_within_one_step(monkeypatch, rng):
   tick = _Tick(clock)
   budget = callbacks_lib.TimeBudget(minutes=7.5 / 60)  # 7.5 s
   x = _levels(rng, 64, (4, 4, 1)) + 0.5
-  model.fit(x, batch_size=2, epochs=3, verbose=0, callbacks=[tick, budget])
+  model.fit(x, batch_size=2, epochs=3, verbose=0, callbacks=[tick, budget],
+            score_statistics=False)
   # 32 steps per epoch; the budget is reached after the 8th step.
   assert tick.steps == 8 and budget.stopped_step == 8
   assert budget.stopped_epoch == 0
