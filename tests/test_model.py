@@ -327,6 +327,37 @@ def test_bad_inputs_get_clear_errors():
   assert np.all(np.isfinite(model.log_prob(good).numpy()))
 
 
+def test_loss_is_the_nll_plus_the_papers_l2_penalty(rng):
+  """The loss `fit` minimises: mean NLL + l2·Σw² over the s/t networks'
+  kernels and scales (`networks.L2Penalty`, Keras' `L2` as TF's fused
+  L2Loss), each penalty added once."""
+  from tfp_realnvp import _keras_glue
+  from tfp_realnvp import networks
+  x = tf.constant(rng.normal(size=(3, 4, 2, 5)).astype("float32"))
+  np.testing.assert_allclose(networks.L2Penalty(0.3)(x).numpy(),
+                             keras.regularizers.L2(0.3)(x).numpy(),
+                             rtol=1e-6)
+  model = tfp_realnvp.RealNVP((8, 8, 1), num_scales=1, num_res_blocks=1,
+                              num_filters=4, l2_reg=1e-2)
+  images = rng.uniform(0, 256, (4, 8, 8, 1)).astype("float32")
+  log_prob = model(images)
+  regularized = [v for v in model.trainable_weights
+                 if getattr(v, "regularizer", None) is not None]
+  # v and g of the 4 weight-normalised convolutions of 4 couplings
+  # (in, residual block x2, out).
+  assert len(regularized) == len(model.losses) == 32
+  assert {v.path.rsplit("/", 1)[-1] for v in regularized} == {"kernel", "g"}
+  want = -np.mean(log_prob.numpy()) + 1e-2 * sum(
+      float(np.sum(np.square(v.numpy()))) for v in regularized)
+  got = model.compute_loss(images, y_pred=log_prob)
+  np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+  # Any tensor penalty (a user's add_loss) is summed first.
+  loss = _keras_glue.nll_loss(log_prob, None, [tf.ones([2, 3]),
+                                               tf.constant(0.5)])
+  np.testing.assert_allclose(loss.numpy(),
+                             -np.mean(log_prob.numpy()) + 6.5, rtol=1e-6)
+
+
 def test_save_and_restore_give_identical_log_prob(tmp_path, rng):
   model = _model((8, 8, 1), 2, num_classes=2)
   x = _images(rng, 3, (8, 8, 1))

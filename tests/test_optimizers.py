@@ -9,16 +9,19 @@ import tfp_realnvp
 from tfp_realnvp import optimizers
 
 
-def _variables():
+SHAPES = ((3, 3, 2, 4), (4,), (1,))
+
+
+def _variables(shapes=SHAPES):
   rng = np.random.RandomState(0)
   return [keras.Variable(rng.normal(size=shape).astype("float32"))
-          for shape in ((3, 3, 2, 4), (4,), (1,))]
+          for shape in shapes]
 
 
-def _run(cls, steps=5, **kwargs):
+def _run(cls, steps=5, shapes=SHAPES, **kwargs):
   """The variables after `steps` updates with fixed random gradients, and
   the op count of the traced update."""
-  variables = _variables()
+  variables = _variables(shapes)
   opt = cls(**kwargs)
   opt.build(variables)
   rng = np.random.RandomState(1)
@@ -59,6 +62,35 @@ def test_fused_update_is_the_keras_update(fused, reference, kwargs):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
   if not kwargs.get("amsgrad"):
     assert fused_ops < 0.75 * keras_ops, (fused_ops, keras_ops)
+
+
+@pytest.mark.parametrize("cls", [optimizers.Adam, optimizers.Adamax])
+def test_step_scalars_are_built_once_per_step(cls):
+  """The learning rate, the β powers and the constants are built once per
+  step, not per variable: each further variable adds its fused update (and
+  the optimizer's own per-variable bookkeeping), 6 ops instead of ~20."""
+  _, few = _run(cls, steps=1, shapes=SHAPES)
+  _, many = _run(cls, steps=1, shapes=SHAPES + ((5,),) * 20)
+  assert (many - few) / 20 <= 7, (few, many)
+  _, keras_few = _run(cls.__mro__[2], steps=1, shapes=SHAPES)
+  _, keras_many = _run(cls.__mro__[2], steps=1, shapes=SHAPES + ((5,),) * 20)
+  assert (keras_many - keras_few) / 20 > 14, (keras_few, keras_many)
+
+
+def test_a_direct_update_step_builds_its_own_scalars():
+  """`update_step` called outside a step (no `apply`) is Keras' update."""
+  for fused, reference in ((optimizers.Adam, keras.optimizers.Adam),
+                           (optimizers.Adamax, keras.optimizers.Adamax)):
+    got, want = _variables(), _variables()
+    ours, theirs = fused(0.05), reference(0.05)
+    ours.build(got)
+    theirs.build(want)
+    grad = tf.constant(np.full(SHAPES[0], 0.3, "float32"))
+    ours.update_step(grad, got[0], tf.constant(0.05))
+    theirs.update_step(grad, want[0], tf.constant(0.05))
+    np.testing.assert_allclose(got[0].numpy(), want[0].numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert not np.allclose(got[0].numpy(), _variables()[0].numpy())
 
 
 def test_compile_resolves_names_to_the_fused_classes():

@@ -120,7 +120,7 @@ def test_train_digits_end_to_end(tmp_path):
   run_dir = str(tmp_path / "run")
   export_dir = str(tmp_path / "saved_models")
   code = train_cli.main(["--config", "digits", "--output_dir", run_dir,
-                         "--epochs", "6", "--num_res_blocks", "1",
+                         "--epochs", "3", "--num_res_blocks", "1",
                          "--num_filters", "16", "--verbose", "0",
                          "--export_dir", export_dir])
   assert code == 0
@@ -146,7 +146,7 @@ def test_train_digits_end_to_end(tmp_path):
   baseline = data.gaussian_baseline_bits_per_dim(arrays["train"][0],
                                                  arrays["test"][0])
   assert metrics["test_bits_per_dim"] < baseline
-  assert _csv_epochs(run_dir) == list(range(6))
+  assert _csv_epochs(run_dir) == list(range(3))
 
   from PIL import Image
   samples = np.asarray(Image.open(os.path.join(run_dir, "samples.png")))

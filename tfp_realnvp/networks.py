@@ -25,6 +25,26 @@ from tfp_realnvp import normalization
 from tfp_realnvp import validation
 
 
+class L2Penalty(keras.regularizers.Regularizer):
+  """`l2 · Σx²`, Keras' `L2` regularizer, as TensorFlow's fused `L2Loss` op
+  (`2 · l2 · tf.nn.l2_loss(x)`; its gradient is one multiply).
+
+  Keras' `L2` writes a square, a reduction over a computed range of axes, a
+  cast and a multiply per weight, and a reshape, a tile and multiplies for
+  its gradient. Not part of any saved config (the layers save `l2`), so
+  files written with Keras' `L2` load unchanged.
+  """
+
+  def __init__(self, l2):
+    self.l2 = float(l2)
+
+  def __call__(self, x):
+    return (2.0 * self.l2) * tf.nn.l2_loss(x)
+
+  def get_config(self):
+    return {"l2": self.l2}
+
+
 @keras.saving.register_keras_serializable(package="tfp_realnvp")
 class WeightNormConv2D(keras.layers.Layer):
   """A 'SAME' 2-D convolution with weight normalization: `w = g · v / ‖v‖`.
@@ -56,7 +76,7 @@ class WeightNormConv2D(keras.layers.Layer):
 
   def build(self, input_shape):
     in_channels = int(input_shape[-1])
-    regularizer = keras.regularizers.L2(self.l2) if self.l2 > 0 else None
+    regularizer = L2Penalty(self.l2) if self.l2 > 0 else None
     k = self.kernel_size
     if self.zero_init and not self.use_weight_norm:
       kernel_init = "zeros"
