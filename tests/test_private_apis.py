@@ -161,6 +161,21 @@ def test_keras_optimizer_slot_attributes():
           f"{cls.__name__}.{slot} no longer holds one slot per variable")
 
 
+def test_keras_tf_optimizer_update_loop():
+  """tfp_realnvp/optimizers.py builds a step's shared scalars once around
+  Keras' `_distributed_tf_update_step` (TF backend), the one function that
+  calls `update_step` for every variable of a step; Keras has no public
+  per-step hook there. If it moved, each variable would build its own
+  scalars again (correct, ~13 more graph ops per variable)."""
+  from keras.src.backend.tensorflow import optimizer as tf_optimizer
+  fn = getattr(tf_optimizer.TFOptimizer, "_distributed_tf_update_step", None)
+  assert fn is not None, "Keras removed TFOptimizer._distributed_tf_update_step"
+  assert _params(fn) == ["self", "distribution", "grads_and_vars",
+                         "learning_rate"]
+  assert "self.update_step(" in inspect.getsource(fn), (
+      "Keras' _distributed_tf_update_step no longer calls update_step")
+
+
 def test_tf_pfor_caches_that_the_test_helpers_empty():
   """tests/conftest.py `dense_log_det` empties TF's module-level pfor caches
   after each `batch_jacobian` (they are never cleared by TF and kept every
