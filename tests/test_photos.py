@@ -5,6 +5,7 @@ disjoint regions of scikit-image's photos, their PNG folder read by
 that folder; `bench.quality --data photos` plumbing (time-keyed rows, the
 bits/dim-against-minutes curve, its CSV and plot)."""
 
+import glob
 import json
 import os
 
@@ -100,6 +101,22 @@ def test_cifar10_fast_matches_normflows_glow_parameters():
   assert abs(ours - theirs) <= 0.10 * theirs, (ours, theirs, hidden)
   # mnist_fast stays step-keyed (the choice is measured later).
   assert not configs.time_keyed_schedule(configs.load("mnist_fast"))
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+    "configs", "*.json"))), ids=os.path.basename)
+def test_bench_config_variants_validate_at_equal_parameters(path):
+  """Each `bench/configs/<base>_<variant>.json` (a candidate compared with
+  `python -m bench.quality --configs <base>,<path>`) is a valid config whose
+  model has the parameters of the shipped `<base>` within 10%."""
+  base = next(name for name in ("mnist_fast", "cifar10_fast")
+              if os.path.basename(path).startswith(name + "_"))
+  configs.validate(configs.load(path))
+  shape = photos.SHAPE if base == "cifar10_fast" else None
+  ours = quality.config_parameters(path, shape=shape)
+  theirs = quality.config_parameters(base, shape=shape)
+  assert abs(ours - theirs) <= 0.10 * theirs, (ours, theirs)
 
 
 def test_cifar10_fast_runs_unchanged_on_a_photo_folder(small, tmp_path):
