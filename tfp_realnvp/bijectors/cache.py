@@ -69,10 +69,11 @@ class _Evaluation:
   """The identity of one evaluation (compared by identity, never reused
   while a cache entry holds it)."""
 
-  __slots__ = ("serial",)
+  __slots__ = ("serial", "memo")
 
   def __init__(self):
     self.serial = next(_serials)
+    self.memo = {}  # see `memo()`
 
   def __repr__(self):
     return f"<evaluation {self.serial}>"
@@ -81,6 +82,16 @@ class _Evaluation:
 def current():
   """The open evaluation, or `None`."""
   return getattr(_local, "token", None)
+
+
+def memo():
+  """The open evaluation's scratch dict (a bijector keeps results there
+  that it may reuse within the evaluation; emptied when it closes), or a
+  `RuntimeError` outside one."""
+  token = current()
+  if token is None:
+    raise RuntimeError("tfp_realnvp: cache.memo() needs an open evaluation")
+  return token.memo
 
 
 @contextlib.contextmanager
@@ -100,6 +111,7 @@ def evaluation():
     yield token
   finally:
     _local.token = None
+    token.memo.clear()
     _drop_entries(token)
 
 
