@@ -76,5 +76,8 @@ class PerPixelBijector(OnePassBijector):
 
   @staticmethod
   def pixels(x):
-    """`H·W` of `x`, in its dtype."""
+    """`H·W` of `x`, in its dtype (a constant when the shape is static)."""
+    height, width = x.shape[-3], x.shape[-2]
+    if height is not None and width is not None:
+      return tf.constant(height * width, x.dtype)
     return tf.cast(tf.shape(x)[-3] * tf.shape(x)[-2], x.dtype)

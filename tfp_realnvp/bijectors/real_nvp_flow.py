@@ -346,7 +346,8 @@ class MultiScaleRealNVP(cache.Chain):
     latents, ildj, h = [], [], x
     for kind, part in self._path:
       if kind == _ONE_PASS:
-        h, fldj = part._augmented_forward(h)  # pylint: disable=protected-access
+        with tf.name_scope(part.name):  # (named for profiles; no op)
+          h, fldj = part._augmented_forward(h)  # pylint: disable=protected-access
         ildj.append(-fldj)
       elif kind == _PERMUTATION:
         h = part.forward(h)
@@ -369,7 +370,8 @@ class MultiScaleRealNVP(cache.Chain):
     ildj, h = [], None
     for kind, part in reversed(self._path):
       if kind == _ONE_PASS:
-        h, part_ildj = part._augmented_inverse(h)  # pylint: disable=protected-access
+        with tf.name_scope(part.name):
+          h, part_ildj = part._augmented_inverse(h)  # pylint: disable=protected-access
         ildj.append(part_ildj)
       elif kind == _PERMUTATION:
         h = part.inverse(h)
