@@ -326,7 +326,7 @@ class MultiScaleRealNVP(cache.Chain):
   # `cache.memo()` (so `inverse` then `inverse_log_det_jacobian` on the same
   # tensor, or `forward` then a log-det of its output, is one pass). The
   # Chain above stays the structure (`bijectors`) and serves every other
-  # call; tests/test_model.py checks the two agree.
+  # call; tests/test_structure.py checks the two agree.
 
   def _one_pass(self, value, forward):
     """`(output, log-det of this direction)` of `value`, per event."""
