@@ -12,7 +12,8 @@ import tensorflow as tf
 import tfp_realnvp
 from conftest import dense_log_det, perturb_weights
 from tfp_realnvp import dequantization, estimators, networks, prior, scores
-from tfp_realnvp.bijectors import cache, coupling, masks, real_nvp_flow
+from tfp_realnvp.bijectors import (cache, coupling, masks, one_pass_chain,
+                                   real_nvp_flow)
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -125,6 +126,9 @@ def test_multiscale_bijector_errors():
         (4, 4, 2), 2, nets, batch_norm_states=[object()])
   with pytest.raises(ValueError, match="divisible by 2\\*\\*\\(num_scales-1\\)"):
     real_nvp_flow.plan((6, 6, 1), 3)
+  with pytest.raises(ValueError, match="ends with a FLATTEN entry"):
+    one_pass_chain.OnePassChain([tfp_realnvp.bijectors.Squeeze((4, 4, 2))],
+                                path=[], event_shape_in=(4, 4, 2))
 
 
 @pytest.mark.parametrize("parity", [0, 1])

@@ -66,7 +66,6 @@ x_back = flow.inverse(z)
 import collections
 
 import numpy as np
-import tensorflow as tf
 
 from tfp_realnvp.bijectors import actnorm
 from tfp_realnvp.bijectors import batch_norm
@@ -74,6 +73,7 @@ from tfp_realnvp.bijectors import cache
 from tfp_realnvp.bijectors import coupling
 from tfp_realnvp.bijectors import masks
 from tfp_realnvp.bijectors import multiscale
+from tfp_realnvp.bijectors import one_pass_chain
 from tfp_realnvp.bijectors import permutation as permutation_lib
 from tfp_realnvp.bijectors import split_prior
 from tfp_realnvp.bijectors import squeeze
@@ -180,7 +180,7 @@ def latent_shapes(steps):
   return tuple(shapes) + (tuple(last.shape),)
 
 
-class MultiScaleRealNVP(cache.Chain):
+class MultiScaleRealNVP(one_pass_chain.OnePassChain):
   """Real NVP's multi-scale flow, `forward`: images -> flat latents.
 
   Args:
@@ -244,15 +244,16 @@ class MultiScaleRealNVP(cache.Chain):
         actnorm_states=list(actnorm_states or []), permutation=permutation,
         conv1x1_states=list(conv1x1_states or []),
         split_networks=list(split_networks or []))
-    self._image_shape = tuple(int(d) for d in image_shape)
     # The same bijectors once more, flat in data -> latent order, for the
-    # one-pass walk (`_one_pass`): (kind, bijector or event shape).
-    self._path = [] if preprocess is None else [(_ELEMENTWISE, preprocess)]
+    # one-pass walk (`one_pass_chain`): (kind, bijector or event shape).
+    self._path = ([] if preprocess is None else
+                  [(one_pass_chain.ELEMENTWISE, preprocess)])
     bijectors = [self._segment(0)]
     if preprocess is not None:
       bijectors.append(preprocess)
-    super().__init__(bijectors, validate_args=validate_args,
-                     parameters=parameters, name=name)
+    super().__init__(bijectors, path=self._path, event_shape_in=image_shape,
+                     validate_args=validate_args, parameters=parameters,
+                     name=name)
 
   @classmethod
   def _parameter_properties(cls, dtype):
@@ -281,171 +282,36 @@ class MultiScaleRealNVP(cache.Chain):
 
       if step.kind == COUPLING:
         if args["actnorm_states"]:
-          add(_ONE_PASS, actnorm.ActNorm(
+          add(one_pass_chain.ONE_PASS, actnorm.ActNorm(
               args["actnorm_states"][step.index],
               name=f"actnorm_{step.index}_s{step.scale}"))
         if args["permutation"] == permutation_lib.REVERSE:
-          add(_PERMUTATION, permutation_lib.reverse_channels(
+          add(one_pass_chain.PERMUTATION, permutation_lib.reverse_channels(
               step.shape[2], name=f"reverse_{step.index}_s{step.scale}"))
         elif args["permutation"] == permutation_lib.CONV1X1:
-          add(_ONE_PASS, permutation_lib.InvertibleConv1x1(
+          add(one_pass_chain.ONE_PASS, permutation_lib.InvertibleConv1x1(
               args["conv1x1_states"][step.index],
               name=f"conv1x1_{step.index}_s{step.scale}"))
-        add(_ONE_PASS, coupling.AffineCoupling(
+        add(one_pass_chain.ONE_PASS, coupling.AffineCoupling(
             args["networks"][step.index], mask_type=step.mask_type,
             parity=step.parity, coupling=args["coupling"],
             training=args["training"], checkerboard=args["checkerboard"],
             name=step.name))
         if args["states"]:
-          add(_ONE_PASS, batch_norm.FlowBatchNorm(
+          add(one_pass_chain.ONE_PASS, batch_norm.FlowBatchNorm(
               args["states"][step.index], training=args["training"],
               name=f"batch_norm_{step.index}_s{step.scale}"))
       elif step.kind == SQUEEZE:
-        add(_PERMUTATION, squeeze.Squeeze(step.shape, name=step.name))
+        add(one_pass_chain.PERMUTATION, squeeze.Squeeze(step.shape, name=step.name))
       else:  # factor out: half leaves, the rest is the next scales' segment
         if args["split_networks"]:
-          add(_ONE_PASS, split_prior.ConditionalGaussianSplit(
+          add(one_pass_chain.ONE_PASS, split_prior.ConditionalGaussianSplit(
               args["split_networks"][step.scale], training=args["training"],
               name=f"split_prior_s{step.scale}"))
-        self._path.append((FACTOR_OUT, step.shape))
+        self._path.append((one_pass_chain.SPLIT, step.shape))
         parts.append(multiscale.factor_out(step.shape, self._segment(i + 1),
                                            name=step.name))
         return cache.Chain(parts[::-1], name=f"scale_{self._steps[start].scale}")
-    self._path.append((_FLATTEN, self._latent_shapes[-1]))
+    self._path.append((one_pass_chain.FLATTEN, self._latent_shapes[-1]))
     parts.append(multiscale.flatten(self._latent_shapes[-1]))
     return cache.Chain(parts[::-1], name=f"scale_{self._steps[start].scale}")
-
-  # The one-pass walk. `tfb.Chain` computes a log-det by walking its parts
-  # once more and asking each for its own (with TFP's event-rank and shape
-  # bookkeeping per part and per nested composite: ~15% of the ops of a
-  # traced `log_prob`, more of its gradient) and each part's value through
-  # TFP's per-call machinery. The flow knows its parts and their event
-  # ranks, so for the calls `TransformedDistribution` and `RealNVP` make
-  # (no kwargs, minimal event rank, no `validate_args`) it walks them once,
-  # value and log-det together, and keeps both for the evaluation in
-  # `cache.memo()` (so `inverse` then `inverse_log_det_jacobian` on the same
-  # tensor, or `forward` then a log-det of its output, is one pass). The
-  # Chain above stays the structure (`bijectors`) and serves every other
-  # call; tests/test_structure.py checks the two agree.
-
-  def _one_pass(self, value, forward):
-    """`(output, log-det of this direction)` of `value`, per event."""
-    memo = cache.memo()
-    key = (id(self), forward, id(value))
-    hit = memo.get(key)
-    if hit is not None and hit[0] is value:
-      return hit[1], hit[2]
-    walk = self._pass_forward if forward else self._pass_inverse
-    out, ldj = walk(value)
-    memo[key] = (value, out, ldj)
-    memo[(id(self), not forward, id(out))] = (out, value, -ldj)
-    return out, ldj
-
-  def _pass_forward(self, x):
-    batch = tf.shape(x)[:-3]
-    latents, ildj, h = [], [], x
-    for kind, part in self._path:
-      if kind == _ONE_PASS:
-        with tf.name_scope(part.name):  # (named for profiles; no op)
-          h, fldj = part._augmented_forward(h)  # pylint: disable=protected-access
-        ildj.append(-fldj)
-      elif kind == _PERMUTATION:
-        h = part.forward(h)
-      elif kind == _ELEMENTWISE:
-        h = part.forward(h)
-        ildj.append(part.inverse_log_det_jacobian(h, event_ndims=3))
-      elif kind == FACTOR_OUT:
-        half = part[2] // 2
-        out, h = tf.split(h, [half, part[2] - half], axis=-1)
-        latents.append(_flat(out, batch, part[0] * part[1] * half))
-      else:  # _FLATTEN
-        latents.append(_flat(h, batch, int(np.prod(part))))
-    return tf.concat(latents, axis=-1), -_sum(ildj[::-1], x.dtype, batch)
-
-  def _pass_inverse(self, z):
-    batch = tf.shape(z)[:-1]
-    sizes = [int(np.prod(s)) for s in self._latent_shapes]
-    latents = tf.split(z, sizes, axis=-1)
-    shapes = list(self._latent_shapes)
-    ildj, h = [], None
-    for kind, part in reversed(self._path):
-      if kind == _ONE_PASS:
-        with tf.name_scope(part.name):
-          h, part_ildj = part._augmented_inverse(h)  # pylint: disable=protected-access
-        ildj.append(part_ildj)
-      elif kind == _PERMUTATION:
-        h = part.inverse(h)
-      elif kind == _ELEMENTWISE:
-        ildj.append(part.inverse_log_det_jacobian(h, event_ndims=3))
-        h = part.inverse(h)
-      else:  # a latent part enters: the last scale's, then factored-out ones
-        shape = shapes.pop()
-        part_h = tf.reshape(latents.pop(),
-                            tf.concat([batch, list(shape)], axis=0))
-        h = part_h if kind == _FLATTEN else tf.concat([part_h, h], axis=-1)
-    return h, _sum(ildj, z.dtype, batch)
-
-  def _takes_one_pass(self, kwargs, event_ndims=None, min_event_ndims=None):
-    if kwargs or self.validate_args:
-      return False
-    if event_ndims is None:
-      return True
-    return tf.get_static_value(event_ndims) == min_event_ndims
-
-  def _call_forward(self, x, name, **kwargs):
-    if not self._takes_one_pass(kwargs):
-      return super()._call_forward(x, name, **kwargs)
-    with cache.evaluation(), self._name_and_control_scope(name):
-      return self._one_pass(tf.convert_to_tensor(x, name="x"), True)[0]
-
-  def _call_inverse(self, y, name, **kwargs):
-    if not self._takes_one_pass(kwargs):
-      return super()._call_inverse(y, name, **kwargs)
-    with cache.evaluation(), self._name_and_control_scope(name):
-      return self._one_pass(tf.convert_to_tensor(y, name="y"), False)[0]
-
-  def _call_forward_log_det_jacobian(self, x, event_ndims, name, **kwargs):
-    if not self._takes_one_pass(kwargs, event_ndims, 3):
-      return super()._call_forward_log_det_jacobian(x, event_ndims, name,
-                                                    **kwargs)
-    with cache.evaluation(), self._name_and_control_scope(name):
-      return self._one_pass(tf.convert_to_tensor(x, name="x"), True)[1]
-
-  def _call_inverse_log_det_jacobian(self, y, event_ndims, name, **kwargs):
-    if not self._takes_one_pass(kwargs, event_ndims, 1):
-      return super()._call_inverse_log_det_jacobian(y, event_ndims, name,
-                                                    **kwargs)
-    with cache.evaluation(), self._name_and_control_scope(name):
-      return self._one_pass(tf.convert_to_tensor(y, name="y"), False)[1]
-
-  def _forward_event_shape_tensor(self, input_shape, **kwargs):
-    return tf.constant([int(np.prod(self._image_shape))], tf.int32)
-
-  def _inverse_event_shape_tensor(self, output_shape, **kwargs):
-    return tf.constant(self._image_shape, tf.int32)
-
-
-_ONE_PASS = "one_pass"        # ours: `_augmented_forward/_inverse`
-_PERMUTATION = "permutation"  # volume preserving: log-det 0
-_ELEMENTWISE = "elementwise"  # any bijector on the pixels (event rank 3)
-_FLATTEN = "flatten"
-
-
-def _flat(h, batch, size):
-  """`[*batch, h, w, c]` -> `[*batch, size]`."""
-  return tf.reshape(h, tf.concat([batch, [size]], axis=0))
-
-
-def _sum(ildjs, dtype, batch):
-  """The inverse log-dets of the parts, latent -> data order, added in that
-  order: `tfb.Chain`'s order, so a flow keeps the bits of its log-density
-  (an `AddN` of up to 8 terms adds left to right; of more, not). Scalar
-  terms (actnorm's, the 1×1 convolution's) are broadcast to the batch."""
-  terms = [d if d.shape.rank else tf.broadcast_to(d, batch) for d in ildjs]
-  if not terms:
-    return tf.zeros(batch, dtype)
-  total, rest = terms[0], terms[1:]
-  while rest:
-    total = tf.add_n([total] + rest[:7]) if rest[1:] else total + rest[0]
-    rest = rest[7:]
-  return total
