@@ -19,16 +19,17 @@ current variables (`matvec_lu`; the log-det is its `Σ log|diag U|`), but
 applies it as one `[N·H·W, C] × [C, C]` matmul (`W` computed as
 `tfp.math.lu_reconstruct` does, from the factors directly) and inverts with
 the matmul by `W⁻¹` (`tfp.math.lu_matrix_inverse`, a C×C inverse per call).
-Going through the `ScaleMatvecLU` bijector and `lu_reconstruct` for `W` and
-the log-det cost ~190 graph ops per 1×1 convolution (forward and gradient;
-~115 with the direct formulas), 28% of the train step of a small Glow-step
-model: every traced function paid for it. Why: `ScaleMatvecLU`
+Why: `ScaleMatvecLU`
 applies `W` as a per-pixel `matvec`, a batched `[N, H, W, C, C] × [C, 1]`
 product; measured on the 2-core VM (2026-12-07, `[64, 14, 14, 8]`,
 forward + gradient, traced, interleaved, 3 passes): 13.7 / 9.2 / 9.6 ms
 with the matvec, 1.2 / 1.8 / 0.7 ms with the matmul, the same forward values
 bit for bit. The inverse solved the LU factors per pixel
 (`tfp.math.lu_solve` on `[C, N·H·W]`) before.
+`W` and the log-det used to come from a `ScaleMatvecLU` bijector and
+`lu_reconstruct` in every call: ~190 graph ops per 1×1 convolution (forward
+and gradient; ~100 with the direct formulas), 28% of the train step of a
+small Glow-step model, paid by every traced function.
 The variables live in `Conv1x1State`, a Keras 3 layer owned by the model.
 'reverse' is TFP's `tfb.Permute` (it holds no weights).
 """
