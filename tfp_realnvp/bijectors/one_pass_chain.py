@@ -65,17 +65,25 @@ class OnePassChain(cache.Chain):
                      parameters=parameters, name=name)
 
   def _one_pass(self, value, forward):
-    """`(output, log-det of this direction)` of `value`, per event."""
+    """`(output, log-det of this direction)` of `value`, per event; the
+    output's entry for the other direction negates the log-det only when
+    it is asked for."""
     memo = cache.memo()
-    key = (id(self), forward, id(value))
-    hit = memo.get(key)
+    hit = memo.get((id(self), forward, id(value)))
     if hit is not None and hit[0] is value:
-      return hit[1], hit[2]
+      _, out, ldj, negate = hit
+      return out, (-ldj if negate else ldj)
     walk = self._pass_forward if forward else self._pass_inverse
     out, ldj = walk(value)
-    memo[key] = (value, out, ldj)
-    memo[(id(self), not forward, id(out))] = (out, value, -ldj)
+    memo[(id(self), forward, id(value))] = (value, out, ldj, False)
+    memo[(id(self), not forward, id(out))] = (out, value, ldj, True)
     return out, ldj
+
+  def _one_pass_call(self, value, name, forward):
+    """`_one_pass` of a public call: one evaluation, TFP's name scope."""
+    with cache.evaluation(), self._name_and_control_scope(name):
+      return self._one_pass(
+          tf.convert_to_tensor(value, name="x" if forward else "y"), forward)
 
   def _pass_forward(self, x):
     batch = tf.shape(x)[:-3]
@@ -131,28 +139,24 @@ class OnePassChain(cache.Chain):
   def _call_forward(self, x, name, **kwargs):
     if not self._takes_one_pass(kwargs):
       return super()._call_forward(x, name, **kwargs)
-    with cache.evaluation(), self._name_and_control_scope(name):
-      return self._one_pass(tf.convert_to_tensor(x, name="x"), True)[0]
+    return self._one_pass_call(x, name, True)[0]
 
   def _call_inverse(self, y, name, **kwargs):
     if not self._takes_one_pass(kwargs):
       return super()._call_inverse(y, name, **kwargs)
-    with cache.evaluation(), self._name_and_control_scope(name):
-      return self._one_pass(tf.convert_to_tensor(y, name="y"), False)[0]
+    return self._one_pass_call(y, name, False)[0]
 
   def _call_forward_log_det_jacobian(self, x, event_ndims, name, **kwargs):
     if not self._takes_one_pass(kwargs, event_ndims, 3):
       return super()._call_forward_log_det_jacobian(x, event_ndims, name,
                                                     **kwargs)
-    with cache.evaluation(), self._name_and_control_scope(name):
-      return self._one_pass(tf.convert_to_tensor(x, name="x"), True)[1]
+    return self._one_pass_call(x, name, True)[1]
 
   def _call_inverse_log_det_jacobian(self, y, event_ndims, name, **kwargs):
     if not self._takes_one_pass(kwargs, event_ndims, 1):
       return super()._call_inverse_log_det_jacobian(y, event_ndims, name,
                                                     **kwargs)
-    with cache.evaluation(), self._name_and_control_scope(name):
-      return self._one_pass(tf.convert_to_tensor(y, name="y"), False)[1]
+    return self._one_pass_call(y, name, False)[1]
 
   def _forward_event_shape_tensor(self, input_shape, **kwargs):
     return tf.constant([int(np.prod(self._event_shape_in))], tf.int32)

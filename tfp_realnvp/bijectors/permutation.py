@@ -117,28 +117,26 @@ class Conv1x1State(keras.layers.Layer):
     """The diagonal of `U`, `sign · exp(log_s)`."""
     return self.sign * tf.exp(self.log_s)
 
-  def matrix(self):
+  def matrix(self, diagonal=None):
     """`W = P · L · U`, the same numbers as
     `tfp.math.lu_reconstruct(lower_upper(), permutation)` (bit for bit:
     the factors hold the same entries, the product is the same matmul) from
-    a third of its graph ops."""
-    return self.matrix_and_log_abs_det()[0]
-
-  def log_abs_det(self):
-    """`log|det W| = Σ log|diag U|`, computed as `tfb.ScaleMatvecLU`'s
-    log-det (the same bits)."""
-    return self.matrix_and_log_abs_det()[1]
-
-  def matrix_and_log_abs_det(self):
-    """`(matrix(), log_abs_det())` from one evaluation of the diagonal."""
+    a third of its graph ops. `diagonal`: `diagonal()`, if already built."""
     channels = int(self.log_s.shape[0])
-    diagonal = self.diagonal()
+    if diagonal is None:
+      diagonal = self.diagonal()
     strictly_lower = np.tril(np.ones((channels, channels), np.float32), -1)
     lower = self.lower * strictly_lower + np.eye(channels, dtype=np.float32)
     upper = self.upper * strictly_lower.T + tf.linalg.diag(diagonal)
-    matrix = tf.gather(tf.matmul(lower, upper),
-                       tf.math.invert_permutation(self.permutation))
-    return matrix, tf.reduce_sum(tf.math.log(tf.abs(diagonal)), axis=-1)
+    return tf.gather(tf.matmul(lower, upper),
+                     tf.math.invert_permutation(self.permutation))
+
+  def log_abs_det(self, diagonal=None):
+    """`log|det W| = Σ log|diag U|`, computed as `tfb.ScaleMatvecLU`'s
+    log-det (the same bits). `diagonal`: `diagonal()`, if already built."""
+    if diagonal is None:
+      diagonal = self.diagonal()
+    return tf.reduce_sum(tf.math.log(tf.abs(diagonal)), axis=-1)
 
   def get_config(self):
     config = super().get_config()
@@ -171,8 +169,9 @@ class InvertibleConv1x1(PerPixelBijector):
                               tf.shape(x)), x.dtype)
 
   def _augmented_forward(self, x):
-    matrix, log_abs_det = self._state.matrix_and_log_abs_det()
-    return self._per_pixel(x, matrix), self._ldj(x, log_abs_det)
+    diagonal = self._state.diagonal()
+    return (self._per_pixel(x, self._state.matrix(diagonal)),
+            self._ldj(x, self._state.log_abs_det(diagonal)))
 
   def _augmented_inverse(self, y):
     w_inv = tfp.math.lu_matrix_inverse(self._state.lower_upper(),
