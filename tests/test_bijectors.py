@@ -243,3 +243,24 @@ def test_one_network_call_per_coupling_for_value_and_log_det(rng):
   bij.forward_log_det_jacobian(x, event_ndims=3)
   assert len(calls) == 2
   del y
+
+
+def test_dense_log_det_helper_is_exact_and_refuses_mixed_examples():
+  """The tests' dense-Jacobian helper: exp(x)·A (A a fixed invertible
+  matrix) has log|det J| = Σx + log|det A|; batch statistics are refused."""
+  rng = np.random.default_rng(3)
+  a = tf.constant(rng.normal(size=(6, 6)) + 3 * np.eye(6), tf.float32)
+  x = tf.constant(rng.normal(size=(4, 2, 3)), tf.float32)
+  got = dense_log_det(lambda v: tf.reshape(tf.reshape(tf.exp(v), [-1, 6]) @ a,
+                                           [-1, 2, 3]), x)
+  want = (np.sum(x.numpy(), axis=(1, 2)) +
+          np.linalg.slogdet(a.numpy().astype(np.float64))[1])
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # A per-example context is repeated with the rows.
+  shift = tf.constant(rng.normal(size=(4, 1, 1)), tf.float32)
+  np.testing.assert_allclose(
+      dense_log_det(lambda v, s: tf.exp(v * s), x, shift),
+      np.sum(x.numpy() * shift.numpy() + np.log(np.abs(shift.numpy())),
+             axis=(1, 2)), rtol=1e-4)
+  with pytest.raises(AssertionError, match="mixes the examples"):
+    dense_log_det(lambda v: v - tf.reduce_mean(v, axis=0), x)

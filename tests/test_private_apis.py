@@ -174,35 +174,3 @@ def test_keras_tf_optimizer_update_loop():
                          "learning_rate"]
   assert "self.update_step(" in inspect.getsource(fn), (
       "Keras' _distributed_tf_update_step no longer calls update_step")
-
-
-def test_tf_pfor_caches_that_the_test_helpers_empty():
-  """tests/conftest.py `dense_log_det` empties TF's module-level pfor caches
-  after each `batch_jacobian` (they are never cleared by TF and kept every
-  converted graph alive); the names must still exist, and after the helper
-  no pfor graph (here of a fused batch norm's gradient) stays alive."""
-  import gc  # pylint: disable=import-outside-toplevel
-  from tensorflow.python.framework import func_graph  # pylint: disable=import-outside-toplevel
-  from tensorflow.python.ops.parallel_for import pfor  # pylint: disable=import-outside-toplevel
-  from conftest import dense_log_det  # pylint: disable=import-outside-toplevel
-  for name in ("_channel_flatten_input_cache", "_stack_cache"):
-    assert isinstance(getattr(pfor, name), dict), name
-
-  def graphs():
-    gc.collect()
-    return {id(g) for g in gc.get_objects()
-            if isinstance(g, func_graph.FuncGraph)}
-
-  before = graphs()
-  rng = np.random.default_rng(0)
-  scale, offset, mean = (tf.constant(rng.normal(size=2), tf.float32)
-                         for _ in range(3))
-  variance = tf.constant(rng.uniform(0.5, 2.0, size=2), tf.float32)
-  x = rng.normal(size=(2, 4, 4, 2)).astype("float32")
-  # A fused batch norm (as in the s/t networks): pfor converts its
-  # gradient through the cached channel flattening.
-  logdet = dense_log_det(lambda v: tf.compat.v1.nn.fused_batch_norm(
-      v, scale, offset, mean, variance, is_training=False)[0], x)
-  assert logdet.shape == (2,) and np.all(np.isfinite(logdet))
-  assert not pfor._channel_flatten_input_cache  # pylint: disable=protected-access
-  assert graphs() - before == set()

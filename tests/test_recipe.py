@@ -262,7 +262,7 @@ def test_variational_dequantizer_log_q_is_exact(rng):
   levels = tf.constant(_levels(rng, 3, (4, 4, 2)))
   eps = tf.constant(rng.normal(size=(3, 4, 4, 2)), tf.float32)
   v, log_det = deq.transform(levels, eps)
-  dense = dense_log_det(lambda e: deq.transform(levels, e)[0], eps)
+  dense = dense_log_det(lambda e, k: deq.transform(k, e)[0], eps, levels)
   np.testing.assert_allclose(log_det.numpy(), dense, atol=1e-3)
   assert np.ptp(log_det.numpy()) > 0.01  # the couplings do change volume
   # log q(u|k) = log N(ε) − log|det ∂u/∂ε| with u = sigmoid(v(ε)).
@@ -270,7 +270,7 @@ def test_variational_dequantizer_log_q_is_exact(rng):
   x, log_q = deq(levels, seed=seed)
   eps = tf.random.stateless_normal(tf.shape(levels), seed=seed)
   u_dense = dense_log_det(
-      lambda e: tf.sigmoid(deq.transform(levels, e)[0]), eps)
+      lambda e, k: tf.sigmoid(deq.transform(k, e)[0]), eps, levels)
   log_normal = (-0.5 * np.sum(eps.numpy() ** 2, axis=(1, 2, 3)) -
                 0.5 * 32 * math.log(2 * math.pi))
   np.testing.assert_allclose(log_q.numpy(), log_normal - u_dense, atol=2e-3)
