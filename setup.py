@@ -74,7 +74,7 @@ setup(
     ],
     extras_require={
         # pytest-xdist: pytest.ini runs the tests in one process per core.
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8", "pytest-xdist>=3.8"],
         # `python -m bench`'s PyTorch peers. torch pinned to the CPU build
         # that pip takes from this machine's disk (any torch without a
         # version pulls a multi-GB CUDA build from PyPI).
