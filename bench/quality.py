@@ -65,6 +65,8 @@ import sys
 import time
 
 from bench import SHARED_TFDS, cpu_model
+from bench import isa
+from bench import machine
 from bench.common import IMPLS
 from bench.quality_contestants import DATA, TARGET, Curve, data_shape
 from bench.quality_contestants import run_config, run_one
@@ -215,6 +217,12 @@ def _parser():
   p.add_argument("--keep_runs", default=None,
                  help="keep the config contestants' run directories here "
                       "(one per contestant: checkpoints, metrics.json)")
+  p.add_argument("--isa", default=isa.NATIVE,
+                 help="one instruction-set setting for every contestant's "
+                      "process (bench.isa: native, avx2, avx512_core, ...): "
+                      "ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY and "
+                      "MKL_ENABLE_INSTRUCTIONS; checked with a matmul and "
+                      "printed in the header")
   p.add_argument("--data", default="mnist", choices=DATA,
                  help="mnist (tfds, --data_dir) or photos (bench.photos: "
                       "colour patches of scikit-image's photos, no download)")
@@ -307,10 +315,11 @@ def _run(index, run, args):
            ["--keep_runs", args.keep_runs] if args.keep_runs else []) + (
            [] if args.iw_samples is None else
            ["--iw_samples", str(args.iw_samples)]),
-      capture_output=True, text=True, check=False)
+      capture_output=True, text=True, check=False,
+      env=isa.environment(args.isa))
   lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
   if lines and not proc.returncode:
-    return json.loads(lines[-1])
+    return dict(json.loads(lines[-1]), isa=args.isa)
   if run[0] == "train":
     return {"impl": "realnvp-train", "label": run[1], "config": run[2],
             "error": proc.stderr.strip().splitlines()[-1:]}
@@ -324,11 +333,12 @@ def _curve(args):
   return Curve(args.curve_minutes, args.curve_images)
 
 
-def _table(rows, peer_lr, data="mnist"):
+def _table(rows, peer_lr, data="mnist", isa_setting=isa.NATIVE):
   test = ("MNIST test (10,000 images)" if data == "mnist" else
           "photo patches of bench.photos (32x32x3, 5,000 test patches)")
   print(f"\n{time.strftime('%Y-%m-%d')}, {cpu_model()}, {os.cpu_count()} "
-        f"cores; batch 64, {test}; peers: Adam {peer_lr:g}")
+        f"cores, ISA {isa_setting} ({isa.describe_settings(isa_setting)}); "
+        f"batch 64, {test}; peers: Adam {peer_lr:g}")
   print("\n| contestant | params | budget min | train s | steps | images "
         "seen | test bits/dim | IW bits/dim (K, images) | command s |")
   print("|---|---|---|---|---|---|---|---|---|")
@@ -356,6 +366,14 @@ def main(argv=None):
   if args.one:
     _child(args)
     return 0
+  try:
+    settings = isa.parse(args.isa)
+  except ValueError as e:
+    p.error(f"--isa: {e}")
+  if len(settings) != 1:
+    p.error(f"--isa: one setting per run, got {', '.join(settings)} (run "
+            "each in its own invocation: every contestant of a run shares it)")
+  args.isa = settings[0]
   if args.data == "mnist" and not os.path.isdir(
       os.path.join(args.data_dir, "mnist")):
     p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
@@ -364,13 +382,17 @@ def main(argv=None):
     from bench import photos  # pylint: disable=import-outside-toplevel
     _, folder = photos.prepare(args.photos_dir)
     print(f"photo patches: {folder}", file=sys.stderr, flush=True)
+  runs = _runs(p, args)
+  described = machine.describe(peaks=False)
+  print("\n".join(isa.header_lines(described, isa.check([args.isa]))) + "\n",
+        flush=True)
   rows = []
-  for index, run in enumerate(_runs(p, args)):
+  for index, run in enumerate(runs):
     # One after the other: never two at once.
     row = _run(index, run, args)
     print(json.dumps(row), flush=True)
     rows.append(row)
-  _table(rows, args.peer_lr, args.data)
+  _table(rows, args.peer_lr, args.data, args.isa)
   if args.curve_csv:
     write_curve_csv(rows, args.curve_csv)
   if args.curve_png:

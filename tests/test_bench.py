@@ -627,3 +627,31 @@ def test_bench_rejects_unknown_structure(capsys):
   with pytest.raises(SystemExit):
     bench_main.main(["--structure", "plain,glo"])
   assert "--structure: unknown ['glo']" in capsys.readouterr().err
+
+
+def test_quality_runs_every_contestant_under_its_isa_setting(monkeypatch,
+                                                             capsys):
+  """`python -m bench.quality --isa avx2` caps each contestant's process
+  (oneDNN, ATen, oneMKL) and labels its row; native removes caps the parent
+  has. One setting per invocation."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  from bench import quality  # pylint: disable=import-outside-toplevel
+  envs = []
+
+  def fake_run(cmd, **kwargs):
+    envs.append(kwargs["env"])
+    return subprocess.CompletedProcess(cmd, 0, '{"impl": "nf_glow"}\n', "")
+
+  monkeypatch.setattr(quality.subprocess, "run", fake_run)
+  args = quality._parser().parse_args(["--isa", "avx2"])  # pylint: disable=protected-access
+  assert quality._run(0, ("nf_glow", None, None), args)["isa"] == "avx2"  # pylint: disable=protected-access
+  assert (envs[0]["ONEDNN_MAX_CPU_ISA"], envs[0]["ATEN_CPU_CAPABILITY"],
+          envs[0]["MKL_ENABLE_INSTRUCTIONS"]) == ("AVX2", "avx2", "AVX2")
+  monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+  quality._run(0, ("nf_glow", None, None), quality._parser().parse_args([]))  # pylint: disable=protected-access
+  assert "ONEDNN_MAX_CPU_ISA" not in envs[1]
+  for bad, message in (("avx2,native", "one setting per run"),
+                       ("avx9", "unknown ISA setting 'avx9'")):
+    with pytest.raises(SystemExit):
+      quality.main(["--isa", bad])
+    assert message in capsys.readouterr().err
