@@ -74,6 +74,17 @@ def parse(text):
   return names
 
 
+def single(text):
+  """`--isa` text naming exactly one setting -> its name; ValueError
+  otherwise (`python -m bench.quality`: every contestant of a run shares
+  one setting)."""
+  names = parse(text)
+  if len(names) != 1:
+    raise ValueError(f"one setting per run, got {', '.join(names)} (run "
+                     "each in its own invocation)")
+  return names[0]
+
+
 def settings(isa):
   """The variables `isa` sets: {} for native."""
   if isa == NATIVE:

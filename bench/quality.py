@@ -218,11 +218,9 @@ def _parser():
                  help="keep the config contestants' run directories here "
                       "(one per contestant: checkpoints, metrics.json)")
   p.add_argument("--isa", default=isa.NATIVE,
-                 help="one instruction-set setting for every contestant's "
-                      "process (bench.isa: native, avx2, avx512_core, ...): "
-                      "ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY and "
-                      "MKL_ENABLE_INSTRUCTIONS; checked with a matmul and "
-                      "printed in the header")
+                 help="one instruction-set cap for every contestant's "
+                      "process (bench.isa: native, avx2, avx512_core, ...), "
+                      "checked with a matmul and printed in the header")
   p.add_argument("--data", default="mnist", choices=DATA,
                  help="mnist (tfds, --data_dir) or photos (bench.photos: "
                       "colour patches of scikit-image's photos, no download)")
@@ -367,13 +365,9 @@ def main(argv=None):
     _child(args)
     return 0
   try:
-    settings = isa.parse(args.isa)
+    args.isa = isa.single(args.isa)
   except ValueError as e:
     p.error(f"--isa: {e}")
-  if len(settings) != 1:
-    p.error(f"--isa: one setting per run, got {', '.join(settings)} (run "
-            "each in its own invocation: every contestant of a run shares it)")
-  args.isa = settings[0]
   if args.data == "mnist" and not os.path.isdir(
       os.path.join(args.data_dir, "mnist")):
     p.error(f"no tfds mnist under {args.data_dir}; pass --data_dir")
