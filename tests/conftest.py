@@ -111,8 +111,8 @@ def dense_log_det(fn, x, *context):
   units = tf.tile(tf.eye(d, dtype=y.dtype), [n, 1])
   jac = tape.gradient(y, rows, output_gradients=tf.reshape(units,
                                                            tf.shape(y)))
-  one_row = tf.tensor_scatter_nd_update(
-      tf.zeros_like(units), [[0]], tf.ones([1, d], units.dtype))
+  one_row = np.zeros(units.shape, units.dtype.as_numpy_dtype)
+  one_row[0] = 1.0
   leak = tape.gradient(y, rows, output_gradients=tf.reshape(one_row,
                                                             tf.shape(y)))
   del tape
