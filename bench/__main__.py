@@ -176,6 +176,12 @@ def main(argv=None):
     settings = runner.isas(args)
   except ValueError as e:
     p.error(f"--isa: {e}")
+  refused = isa.jit_refused(settings, [j == "true" for j in
+                                       args.jit.split(",")])
+  if refused:
+    p.error(f"--jit true with --isa {','.join(refused)}: XLA generates code "
+            "for this CPU whatever the ISA variables say (bench.isa), so "
+            "the row would not be capped; time XLA with --isa native")
   if settings != [isa.NATIVE] and (args.scaling or args.finiteness):
     p.error("--isa: --scaling and --finiteness run native only")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

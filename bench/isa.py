@@ -18,7 +18,14 @@ at run time:
   GEMM uses none of VNNI, BF16, FP16 or AMX.
 
 TF's Eigen kernels (element-wise ops, reductions) are compiled for a fixed
-ISA and ignore every variable. `check(isas)` runs, per setting, one child
+ISA and ignore every variable. So does XLA (`jit_compile=True`): its CPU
+backend generates code for the host and a jitted float32 4096² matmul kept
+its native rate under every cap (2026-12-08, a 2-core Xeon model 167 with
+AVX-512 and AMX: 293 GFLOP/s native, 269 under `ONEDNN_MAX_CPU_ISA=AVX2`,
+289 with `XLA_FLAGS=--xla_cpu_max_isa=AVX2`, a flag that also accepted an
+unknown value silently; TF's own matmul 325 → 196 under the same cap), so
+a jitted row under a cap would not be that CPU's figure: `jit_refused`
+names the settings `python -m bench` refuses with `--jit true`. `check(isas)` runs, per setting, one child
 with TF and one with torch (never both in one process;
 `bench.measure.isa_check`), each timing a large float32 matmul and
 reporting the ISA its library dispatched to
@@ -83,6 +90,13 @@ def single(text):
     raise ValueError(f"one setting per run, got {', '.join(names)} (run "
                      "each in its own invocation)")
   return names[0]
+
+
+def jit_refused(isas, jits):
+  """The capped settings of `isas` when `jits` includes XLA (True): XLA
+  ignores the caps (module docstring), so these pairs would time the
+  native ISA under a capped label. Empty when nothing is refused."""
+  return [name for name in isas if name != NATIVE] if any(jits) else []
 
 
 def settings(isa):

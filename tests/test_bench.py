@@ -366,6 +366,22 @@ def test_bench_rejects_unknown_isa(capsys):
     bench_main.main(["--isa", "avx2", "--finiteness"])
 
 
+def test_bench_refuses_xla_under_a_cap(capsys):
+  """XLA ignores the ISA variables (bench.isa), so a jitted row under a cap
+  would time the native ISA: refused before anything runs; native is
+  allowed, and a capped run without XLA is not refused."""
+  from bench import __main__ as bench_main  # pylint: disable=import-outside-toplevel
+  from bench import isa  # pylint: disable=import-outside-toplevel
+  with pytest.raises(SystemExit):
+    bench_main.main(["--isa", "native,avx2", "--jit", "false,true"])
+  err = capsys.readouterr().err
+  assert "--jit true with --isa avx2" in err and "native" in err
+  assert isa.jit_refused(["native", "avx2", "avx512_core"], [False, True]) == [
+      "avx2", "avx512_core"]
+  assert isa.jit_refused(["native", "avx2"], [False]) == []
+  assert isa.jit_refused(["native"], [True, False]) == []
+
+
 # bench.profile --by op_type (issue 28): op names as TF's profiler reports
 # them for our train step and sampling (mnist_fast's Glow step), and the
 # category each belongs to.
