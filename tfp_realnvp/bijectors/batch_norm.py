@@ -41,6 +41,20 @@ a `forward` result of the same evaluation, which the cache returns exactly.
 Sampling therefore always runs in inference mode, a pure function of the
 weights, and never updates the moving averages from generated data.
 
+Training mode with batch statistics (`bn_lag = 0`, one replica or
+unsynchronized, float32, learned scale) runs TF's fused kernel
+(`FusedBatchNormV3`, oneDNN on CPU, cuDNN on GPU) for `y` and writes the
+gradient by hand (`_fused_train_forward`), because TF's gradient of that
+kernel passes no gradient through its variance output, which eq. 18's
+log-det needs: `∂ldj/∂x = −H·W·(x − μ)/(M·(σ² + ε))` per channel (`M` the
+values per channel) is added to the kernel's own backward pass
+(`FusedBatchNormGradV3`). Measured (2026-12-08, 2-core Xeon with AMX,
+the bench's 32×32×3 squeezed Glow-step model at 554,677 parameters, one
+process, the two paths interleaved, 5 passes): 187.7 → 182.5 ms per
+training step natively, 203.7 → 192.6 ms with oneDNN capped to AVX2 (3%
+and 5%). Values and gradients equal the moments-based path's (tested),
+which every other case keeps.
+
 All state (moving mean/variance, learned `log_γ`, `β`) lives in a Keras 3
 layer, `BatchNormState`, owned by the model; the bijector only reads it (and
 updates the moving averages in training mode). Unlike `tfb.BatchNormalization`
@@ -226,7 +240,24 @@ class FlowBatchNorm(OnePassBijector):
     ldj = spatial * tf.reduce_sum(per_channel)
     return tf.fill(tf.shape(x)[:-3], ldj)
 
+  def _fused_applies(self, x):
+    state = self._state
+    return (self._training and not state.bn_lag and state.learn_scale and
+            x.dtype == tf.float32 and x.shape[-3:].is_fully_defined() and
+            not normalization.syncs_across_replicas(state.synchronized))
+
   def _augmented_forward(self, x):
+    if self._fused_applies(x):
+      state = self._state
+      flat, batch_shape = _util.flatten_batch(x)
+      y, ldj, mean, variance = _fused_train_forward(
+          flat, tf.convert_to_tensor(state.log_gamma),
+          tf.convert_to_tensor(state.beta), state.epsilon)
+      normalization.update_moving(state.moving_mean, mean, state.momentum)
+      normalization.update_moving(state.moving_variance, variance,
+                                  state.momentum)
+      return (_util.unflatten_batch(y, batch_shape),
+              tf.fill(tf.shape(x)[:-3], ldj))
     if self._training:
       mean, variance = self._batch_stats_and_update(x)
     else:
@@ -246,3 +277,42 @@ class FlowBatchNorm(OnePassBijector):
          tf.sqrt(variance + self._state.epsilon) + mean)
     ildj = -self._log_det(y, variance, log_gamma)
     return x, ildj
+
+
+def _fused_train_forward(x, log_gamma, beta, epsilon):
+  """`(y, ldj, μ_B, σ²_B)` of a training-mode batch norm of `[N, H, W, C]`
+  float32 `x`: `y` from the fused kernel, `ldj` the per-example log-det of
+  eq. 18 (a scalar: every example gets the same), the biased batch
+  statistics without gradient (for the moving averages). The gradient
+  reaches `x` through `y` and through `ldj` (module docstring)."""
+  height, width = x.shape[-3:-1]
+  spatial = float(height * width)
+
+  @tf.custom_gradient
+  def forward(x, log_gamma, beta):
+    gamma = tf.exp(log_gamma)
+    empty = tf.zeros([0], tf.float32)
+    y, mean, unbiased, r1, r2, r3 = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=gamma, offset=beta, mean=empty, variance=empty,
+        epsilon=epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+        is_training=True)
+    # The kernel returns the Bessel-corrected variance; eq. 18 and the
+    # normalization use the biased one.
+    count = tf.cast(tf.shape(x)[0], tf.float32) * spatial
+    variance = unbiased * tf.math.divide_no_nan(count - 1.0, count)
+    ldj = spatial * tf.reduce_sum(
+        log_gamma - 0.5 * tf.math.log(variance + epsilon))
+
+    def grad(dy, dldj, *unused):
+      del unused  # the statistics feed only the moving averages
+      dx, dgamma, dbeta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
+          y_backprop=dy, x=x, scale=gamma, reserve_space_1=r1,
+          reserve_space_2=r2, reserve_space_3=r3, epsilon=epsilon,
+          data_format="NHWC", is_training=True)
+      per_channel = (-spatial * dldj) / (count * (variance + epsilon))
+      dx = dx + (x - mean) * per_channel
+      return dx, dgamma * gamma + spatial * dldj, dbeta
+
+    return (y, ldj, tf.stop_gradient(mean), tf.stop_gradient(variance)), grad
+
+  return forward(x, log_gamma, beta)
