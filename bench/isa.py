@@ -25,7 +25,9 @@ AVX-512 and AMX: 293 GFLOP/s native, 269 under `ONEDNN_MAX_CPU_ISA=AVX2`,
 289 with `XLA_FLAGS=--xla_cpu_max_isa=AVX2`, a flag that also accepted an
 unknown value silently; TF's own matmul 325 → 196 under the same cap), so
 a jitted row under a cap would not be that CPU's figure: `jit_refused`
-names the settings `python -m bench` refuses with `--jit true`. `check(isas)` runs, per setting, one child
+names the settings `python -m bench` refuses with `--jit true`.
+
+`check(isas)` runs, per setting, one child
 with TF and one with torch (never both in one process;
 `bench.measure.isa_check`), each timing a large float32 matmul and
 reporting the ISA its library dispatched to
