@@ -43,17 +43,18 @@ weights, and never updates the moving averages from generated data.
 
 Training mode with batch statistics (`bn_lag = 0`, one replica or
 unsynchronized, float32, learned scale) runs TF's fused kernel
-(`FusedBatchNormV3`, oneDNN on CPU, cuDNN on GPU) for `y` and writes the
-gradient by hand (`_fused_train_forward`), because TF's gradient of that
-kernel passes no gradient through its variance output, which eq. 18's
-log-det needs: `∂ldj/∂x = −H·W·(x − μ)/(M·(σ² + ε))` per channel (`M` the
-values per channel) is added to the kernel's own backward pass
-(`FusedBatchNormGradV3`). Measured (2026-12-08, 2-core Xeon with AMX,
-the bench's 32×32×3 squeezed Glow-step model at 554,677 parameters, one
-process, the two paths interleaved, 5 passes): 187.7 → 182.5 ms per
-training step natively, 203.7 → 192.6 ms with oneDNN capped to AVX2 (3%
-and 5%). Values and gradients equal the moments-based path's (tested),
-which every other case keeps.
+(`FusedBatchNormV3`, oneDNN on CPU, cuDNN on GPU) for `y`
+(`_fused_train_forward`). TF's gradient of that kernel passes none through
+its variance output, which eq. 18's log-det needs, so that part,
+`∂ldj/∂x = −H·W·(x − μ)/(M·(σ² + ε))` per channel (`M` the values per
+channel), is added by a term of value zero. Speed: a first version of this path
+(the same kernel with a `tf.custom_gradient`, which leaked traced models)
+measured 187.7 → 182.5 ms per training step natively and 203.7 → 192.6
+ms capped to AVX2 (2026-12-08, 2-core Xeon with AMX, the bench's 32×32×3
+squeezed Glow-step model, one process, paths interleaved, 5 passes); this
+version is not timed yet. Values and
+gradients equal the moments-based path's (tested), which every other case
+keeps.
 
 All state (moving mean/variance, learned `log_γ`, `β`) lives in a Keras 3
 layer, `BatchNormState`, owned by the model; the bijector only reads it (and
@@ -283,36 +284,27 @@ def _fused_train_forward(x, log_gamma, beta, epsilon):
   """`(y, ldj, μ_B, σ²_B)` of a training-mode batch norm of `[N, H, W, C]`
   float32 `x`: `y` from the fused kernel, `ldj` the per-example log-det of
   eq. 18 (a scalar: every example gets the same), the biased batch
-  statistics without gradient (for the moving averages). The gradient
-  reaches `x` through `y` and through `ldj` (module docstring)."""
+  statistics without gradient (for the moving averages).
+
+  The kernel's gradient reaches `x` through `y` only; the log-det's
+  gradient through `σ²_B`, `g = −H·W·(x − μ)/(M·(σ² + ε))`, is added by a
+  term whose value is exactly zero, `Σ sg(g)·x − sg(Σ sg(g)·x)` (`sg`:
+  stop-gradient), so the value is eq. 18's and the gradient the full one.
+  (Not `tf.custom_gradient`: in a graph it registers its gradient function
+  globally, which kept every traced model alive.)"""
   height, width = x.shape[-3:-1]
   spatial = float(height * width)
-
-  @tf.custom_gradient
-  def forward(x, log_gamma, beta):
-    gamma = tf.exp(log_gamma)
-    empty = tf.zeros([0], tf.float32)
-    y, mean, unbiased, r1, r2, r3 = tf.raw_ops.FusedBatchNormV3(
-        x=x, scale=gamma, offset=beta, mean=empty, variance=empty,
-        epsilon=epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-        is_training=True)
-    # The kernel returns the Bessel-corrected variance; eq. 18 and the
-    # normalization use the biased one.
-    count = tf.cast(tf.shape(x)[0], tf.float32) * spatial
-    variance = unbiased * tf.math.divide_no_nan(count - 1.0, count)
-    ldj = spatial * tf.reduce_sum(
-        log_gamma - 0.5 * tf.math.log(variance + epsilon))
-
-    def grad(dy, dldj, *unused):
-      del unused  # the statistics feed only the moving averages
-      dx, dgamma, dbeta, _, _ = tf.raw_ops.FusedBatchNormGradV3(
-          y_backprop=dy, x=x, scale=gamma, reserve_space_1=r1,
-          reserve_space_2=r2, reserve_space_3=r3, epsilon=epsilon,
-          data_format="NHWC", is_training=True)
-      per_channel = (-spatial * dldj) / (count * (variance + epsilon))
-      dx = dx + (x - mean) * per_channel
-      return dx, dgamma * gamma + spatial * dldj, dbeta
-
-    return (y, ldj, tf.stop_gradient(mean), tf.stop_gradient(variance)), grad
-
-  return forward(x, log_gamma, beta)
+  y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+      x, tf.exp(log_gamma), beta, epsilon=epsilon, is_training=True)
+  # The kernel returns the Bessel-corrected variance; eq. 18 and the
+  # normalization use the biased one.
+  count = tf.cast(tf.shape(x)[0], tf.float32) * spatial
+  variance = tf.stop_gradient(
+      unbiased * tf.math.divide_no_nan(count - 1.0, count))
+  mean = tf.stop_gradient(mean)
+  ldj = spatial * tf.reduce_sum(
+      log_gamma - 0.5 * tf.math.log(variance + epsilon))
+  g = tf.stop_gradient((x - mean) * (-spatial / (count * (variance + epsilon))))
+  through_variance = tf.reduce_sum(g * x)
+  ldj = ldj + (through_variance - tf.stop_gradient(through_variance))
+  return y, ldj, mean, variance
