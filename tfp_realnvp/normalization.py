@@ -72,6 +72,19 @@ def moments(x, axes, synchronized=True):
   return mean, variance
 
 
+def fused_biased_variance(variance, x):
+  """`(biased variance, values per channel)` from the Bessel-corrected
+  variance `FusedBatchNormV3` returns in training for the `[N, H, W, C]`
+  batch `x` it normalized."""
+  height, width = x.shape[1], x.shape[2]
+  if height and width:  # static: one slice of the shape, not three
+    n = tf.cast(tf.shape(x)[0], tf.float32) * float(height * width)
+  else:
+    shape = tf.shape(x)
+    n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
+  return variance * tf.math.divide_no_nan(n - 1.0, n), n
+
+
 def validate_momentum_epsilon(momentum, epsilon):
   """Raises ValueError unless `0 <= momentum < 1` and `epsilon > 0`."""
   if not 0.0 <= momentum < 1.0:
@@ -150,15 +163,9 @@ class BatchNorm(keras.layers.Layer):
     else:
       y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
           x, gamma, beta, epsilon=self.epsilon, is_training=True)
-      # The fused kernel returns the Bessel-corrected variance; keep the
-      # biased one (what normalizes) so both paths average the same thing.
-      height, width = x.shape[1], x.shape[2]
-      if height and width:  # static: one slice of the shape, not three
-        n = tf.cast(tf.shape(x)[0], tf.float32) * float(height * width)
-      else:
-        shape = tf.shape(x)
-        n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
-      variance = variance * tf.math.divide_no_nan(n - 1.0, n)
+      # Keep the biased variance (what normalizes) so both paths average
+      # the same thing.
+      variance, _ = fused_biased_variance(variance, x)
     update_moving(self.moving_mean, mean, self.momentum)
     update_moving(self.moving_variance, variance, self.momentum)
     return y

@@ -296,11 +296,9 @@ def _fused_train_forward(x, log_gamma, beta, epsilon):
   spatial = float(height * width)
   y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
       x, tf.exp(log_gamma), beta, epsilon=epsilon, is_training=True)
-  # The kernel returns the Bessel-corrected variance; eq. 18 and the
-  # normalization use the biased one.
-  count = tf.cast(tf.shape(x)[0], tf.float32) * spatial
-  variance = tf.stop_gradient(
-      unbiased * tf.math.divide_no_nan(count - 1.0, count))
+  # Eq. 18 and the normalization use the biased variance.
+  variance, count = normalization.fused_biased_variance(unbiased, x)
+  variance = tf.stop_gradient(variance)
   mean = tf.stop_gradient(mean)
   ldj = spatial * tf.reduce_sum(
       log_gamma - 0.5 * tf.math.log(variance + epsilon))
